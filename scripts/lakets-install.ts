@@ -4,7 +4,9 @@ import { InstallRefused, installLakets } from '../lib/schema/installer.ts';
 
 const url = process.env['LAKETS_DATABASE_URL'];
 if (!url) {
-  console.error('lakets:install: set LAKETS_DATABASE_URL to the postgres:// URL of the database (as a role that may create schemas)');
+  console.error(
+    'lakets:install: set LAKETS_DATABASE_URL to the postgres:// URL of the database (as a role that may create schemas)',
+  );
   process.exit(2);
 }
 const client = new pg.Client({ connectionString: url, application_name: 'lakets-install' });

@@ -1,0 +1,202 @@
+// One LakeTS job: its Lambda function (role, log group, async-invoke policy) and its EventBridge schedule.
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ArnFormat, Duration, Stack, TimeZone, Validations } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { type JobSpec, METRICS_NAMESPACE } from '../lib/jobs/catalog.ts';
+import type { LakeTsConfig } from './config.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+// 256 MB is a starting point: the jobs mostly wait on Postgres. Re-size from the REPORT lines'
+// "Max Memory Used" (and Duration: more memory also means more CPU) once real runs are measured.
+const MEMORY_MB = 256;
+
+// CJS dependencies (pg, parts of the AWS SDK) call require(); an ESM bundle has none unless we make one.
+const ESM_REQUIRE_BANNER =
+  "import { createRequire as __lakets_createRequire } from 'node:module'; const require = __lakets_createRequire(import.meta.url);";
+
+export interface JobNetwork {
+  readonly vpc: ec2.IVpc;
+  readonly subnets: readonly ec2.ISubnet[];
+  readonly securityGroups: readonly ec2.ISecurityGroup[];
+}
+
+export interface LakeTsJobProps {
+  readonly spec: JobSpec;
+  readonly config: LakeTsConfig;
+  /** ARN (exact, or with the `-??????` suffix wildcard for a secret imported by name) to grant GetSecretValue on. */
+  readonly secretPolicyArn: string;
+  /** What the handler passes to GetSecretValue as SecretId. */
+  readonly secretId: string;
+  readonly failureQueue: sqs.IQueue;
+  readonly schedulerDlq: sqs.IQueue;
+  readonly network?: JobNetwork;
+}
+
+export class LakeTsJob extends Construct {
+  readonly spec: JobSpec;
+  readonly fn: NodejsFunction;
+  readonly schedule: scheduler.Schedule;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: LakeTsJobProps) {
+    super(scope, id);
+    const { spec, config, network } = props;
+    const stack = Stack.of(this);
+    this.spec = spec;
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH });
+
+    // Our own role instead of the default one, so no AWS managed policy with logs:* on every group.
+    const role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `LakeTS ${spec.title}: its log group and the service principal secret`,
+    });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [this.logGroup.logGroupArn],
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [props.secretPolicyArn],
+      }),
+    );
+    if (network) {
+      // What AWSLambdaVPCAccessExecutionRole grants, minus its logs:* on every log group.
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          actions: [
+            'ec2:CreateNetworkInterface',
+            'ec2:DescribeNetworkInterfaces',
+            'ec2:DescribeSubnets',
+            'ec2:DeleteNetworkInterface',
+            'ec2:AssignPrivateIpAddresses',
+            'ec2:UnassignPrivateIpAddresses',
+          ],
+          resources: ['*'],
+        }),
+      );
+      Validations.of(role).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'Lambda manages the VPC network interfaces of this function through its role: the ENI ids do not exist before Lambda creates them and the ec2 Describe actions do not support resource-level permissions.',
+      });
+    }
+
+    const environment: Record<string, string> = {
+      LAKETS_PROJECT: config.lakebaseProject,
+      DATABRICKS_HOST: config.databricksHost,
+      LAKETS_SP_SECRET_ID: props.secretId,
+      ...(config.lakebaseEndpoint !== undefined && { LAKETS_LAKEBASE_ENDPOINT: config.lakebaseEndpoint }),
+      ...(config.pgRole !== undefined && { LAKETS_PG_ROLE: config.pgRole }),
+      ...(config.database !== undefined && { LAKETS_DATABASE: config.database }),
+      POWERTOOLS_SERVICE_NAME: spec.name,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+
+    this.fn = new NodejsFunction(this, 'Function', {
+      functionName: `${config.stackName}-${spec.name}`,
+      description: `LakeTS ${spec.title}: ${spec.summary}`,
+      entry: join(REPO_ROOT, 'functions', `${spec.name}.ts`),
+      handler: 'handler',
+      projectRoot: REPO_ROOT,
+      depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: MEMORY_MB,
+      timeout: Duration.minutes(spec.timeoutMinutes),
+      role,
+      logGroup: this.logGroup,
+      environment,
+      // Asynchronous invocations (the scheduler's, and `aws lambda invoke --invocation-type Event`):
+      // bounded retries, then the event lands on the failure queue. See Delivery in jobs.ts.
+      retryAttempts: spec.delivery.lambdaRetryAttempts,
+      maxEventAge: Duration.minutes(spec.delivery.lambdaMaxEventAgeMinutes),
+      onFailure: new SqsDestination(props.failureQueue),
+      ...(network && {
+        vpc: network.vpc,
+        vpcSubnets: { subnets: [...network.subnets] },
+        securityGroups: [...network.securityGroups],
+      }),
+      bundling: {
+        format: OutputFormat.ESM,
+        target: 'node24',
+        mainFields: ['module', 'main'],
+        banner: ESM_REQUIRE_BANNER,
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        // pg's optional native binding is never installed. Everything else, the AWS SDK included, is
+        // bundled, so the deployed code runs the SDK versions the tests ran, not the runtime's.
+        externalModules: ['pg-native'],
+      },
+    });
+
+    this.schedule = this.addSchedule(props, stack);
+  }
+
+  private addSchedule(props: LakeTsJobProps, stack: Stack): scheduler.Schedule {
+    const { spec, config } = props;
+    const scheduleName = `${config.stackName}-${spec.name}`;
+    const scheduleArn = stack.formatArn({
+      service: 'scheduler',
+      resource: 'schedule',
+      resourceName: `default/${scheduleName}`,
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    });
+    // Only this schedule may assume the role, and the role may only invoke this function.
+    const role = new iam.Role(this, 'SchedulerRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account, 'aws:SourceArn': scheduleArn } },
+      }),
+      description: `EventBridge Scheduler: invoke LakeTS ${spec.title}`,
+    });
+    return new scheduler.Schedule(this, 'Schedule', {
+      scheduleName,
+      description: `LakeTS ${spec.title}: ${spec.summary}`,
+      schedule: scheduler.ScheduleExpression.expression(spec.schedule, TimeZone.of(config.timezone)),
+      timeWindow: scheduler.TimeWindow.off(),
+      // No input: the handlers treat an empty event as "the scheduled run".
+      target: new InvokeThisFunction(this.fn, {
+        role,
+        deadLetterQueue: props.schedulerDlq,
+        retryAttempts: spec.delivery.schedulerRetryAttempts,
+        maxEventAge: Duration.minutes(spec.delivery.schedulerMaxEventAgeMinutes),
+      }),
+    });
+  }
+}
+
+/**
+ * LambdaInvoke whose role grant names the function ARN only. The stock target uses grantInvoke, which
+ * adds `<arn>:*` (every version and alias); the scheduler only ever invokes the unqualified ARN.
+ */
+class InvokeThisFunction extends LambdaInvoke {
+  readonly #fn: lambda.IFunction;
+
+  constructor(fn: lambda.IFunction, props: ConstructorParameters<typeof LambdaInvoke>[1]) {
+    super(fn, props);
+    this.#fn = fn;
+  }
+
+  protected override addTargetActionToRole(role: iam.IRole): void {
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.#fn.functionArn] }),
+    );
+  }
+}

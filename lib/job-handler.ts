@@ -1,0 +1,77 @@
+// The Lambda handler body shared by the four functions: parse the event, connect (a fresh
+// credential per connection), run the job within the invocation's time budget, log and measure
+// the report, close the connection. A run with a failed item ends as a Lambda error after the
+// report is logged, so alarms and the on-failure destination fire.
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { getConfig } from './config.ts';
+import { timeBudget } from './jobs/budget.ts';
+import { parseInvocation } from './jobs/payload.ts';
+import { runJob } from './jobs/runner.ts';
+import type { JobName, JobReport } from './jobs/types.ts';
+import { type ConnectorDeps, getConnector } from './lakebase/index.ts';
+import { type Observability, observability, publish } from './observability.ts';
+
+export class JobFailed extends Error {
+  override name = 'JobFailed';
+  readonly report: JobReport;
+  constructor(report: JobReport) {
+    const failed = report.items.filter((i) => i.outcome === 'failed');
+    const first = failed[0];
+    super(
+      first
+        ? `${report.job} ${report.status}: ${failed.length} of ${report.items.length} items failed; first: ${first.name}: ${first.reason}`
+        : `${report.job} failed: ${report.reason ?? 'unknown error'}`,
+    );
+    this.report = report;
+  }
+}
+
+export interface HandlerDeps {
+  /** Connection-library dependencies (tests point them at local fakes). */
+  connector?: ConnectorDeps;
+}
+
+export function jobHandler(job: JobName, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
+  return async (event: unknown, context: Context): Promise<JobReport> => {
+    const options = parseInvocation(job, event);
+    const connector = getConnector(getConfig(), ...(deps.connector ? [deps.connector] : []));
+    const db = await connector.connect({ applicationName: `lakets-${job}` });
+    let report: JobReport;
+    try {
+      report = await runJob(
+        job,
+        db,
+        options,
+        timeBudget(() => context.getRemainingTimeInMillis()),
+      );
+    } finally {
+      await db.end().catch(() => {});
+    }
+    for (const item of report.items) {
+      if (item.notices || item.outcome === 'failed' || item.outcome === 'deferred') {
+        const level = item.outcome === 'failed' ? 'warn' : 'info';
+        logger[level](`${item.kind} ${item.name}: ${item.outcome}`, { item });
+      }
+    }
+    publish(metrics, report);
+    logger[report.status === 'failed' || report.status === 'partial' ? 'error' : 'info'](
+      `${job} ${report.status}`,
+      {
+        report,
+      },
+    );
+    if (report.status === 'failed' || report.status === 'partial') throw new JobFailed(report);
+    return report;
+  };
+}
+
+/** The deployed handler of a job: the body above with Powertools context and metrics flushing. */
+export function makeHandler(job: JobName, deps: HandlerDeps = {}) {
+  const tools = observability(job);
+  return middy(jobHandler(job, tools, deps))
+    .use(injectLambdaContext(tools.logger))
+    .use(logMetrics(tools.metrics, { captureColdStartMetric: true }));
+}

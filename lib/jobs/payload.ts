@@ -1,0 +1,170 @@
+// Parses the invocation event into JobOptions, once, at the edge. A scheduled event (from
+// EventBridge Scheduler, or an empty `{}` from a bare `aws lambda invoke`) runs the job with
+// defaults; anything else is a manual payload, validated strictly: an unknown field or a wrong
+// type is an error and nothing runs.
+import type { JobName, JobOptions, TableRef } from './types.ts';
+
+export class PayloadError extends Error {
+  override name = 'PayloadError';
+}
+
+const FIELDS: Record<JobName, readonly string[]> = {
+  'partition-manager': ['dryRun', 'tables'],
+  tiering: ['dryRun', 'tables'],
+  retention: ['dryRun', 'tables', 'force'],
+  'rollup-refresh': ['dryRun', 'rollup'],
+};
+
+const SCHEDULER_FIELDS = new Set(['source', 'scheduleArn', 'scheduledTime', 'executionId', 'attemptNumber']);
+const MAX_TABLES = 1000;
+const MAX_IDENTIFIER_BYTES = 63;
+
+function isScheduled(event: Record<string, unknown>): boolean {
+  if (event['source'] === 'aws.scheduler') return Object.keys(event).every((k) => SCHEDULER_FIELDS.has(k));
+  // A classic EventBridge rule event (scheduled rule), should anyone wire one up.
+  return event['source'] === 'aws.events' && event['detail-type'] === 'Scheduled Event';
+}
+
+export function parseInvocation(job: JobName, event: unknown): JobOptions {
+  const defaults: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
+  if (event === undefined || event === null) return defaults;
+  if (typeof event !== 'object' || Array.isArray(event)) {
+    throw new PayloadError(`payload must be a JSON object such as {"dryRun": true}, not ${describe(event)}`);
+  }
+  const payload = event as Record<string, unknown>;
+  if (Object.keys(payload).length === 0 || isScheduled(payload)) return defaults;
+
+  const allowed = FIELDS[job];
+  const unknown = Object.keys(payload).filter((k) => !allowed.includes(k));
+  if (unknown.length > 0) {
+    throw new PayloadError(
+      `unknown field ${JSON.stringify(truncate(unknown[0] ?? ''))} in the ${job} payload; allowed: ${allowed.join(', ')}`,
+    );
+  }
+  const options: JobOptions = { ...defaults, trigger: 'manual' };
+  if ('dryRun' in payload) options.dryRun = boolean(payload['dryRun'], 'dryRun');
+  if ('force' in payload) options.force = boolean(payload['force'], 'force');
+  if ('tables' in payload) options.tables = tables(payload['tables']);
+  if ('rollup' in payload) options.rollup = rollupName(payload['rollup']);
+  if (options.force && !options.tables) {
+    throw new PayloadError(
+      '"force" skips the durability gate, so it needs "tables" naming the tables to force',
+    );
+  }
+  return options;
+}
+
+function boolean(value: unknown, field: string): boolean {
+  if (typeof value !== 'boolean')
+    throw new PayloadError(`"${field}" must be true or false, not ${describe(value)}`);
+  return value;
+}
+
+function tables(value: unknown): TableRef[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new PayloadError(
+      `"tables" must be a non-empty array of "schema.table" strings, not ${describe(value)}`,
+    );
+  }
+  if (value.length > MAX_TABLES)
+    throw new PayloadError(`"tables" lists ${value.length} tables; at most ${MAX_TABLES}`);
+  const seen = new Map<string, TableRef>();
+  for (const item of value) {
+    if (typeof item !== 'string')
+      throw new PayloadError(`"tables" entries must be strings, not ${describe(item)}`);
+    const ref = parseTableName(item);
+    seen.set(JSON.stringify([ref.schema, ref.table]), ref);
+  }
+  return [...seen.values()];
+}
+
+function rollupName(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new PayloadError(`"rollup" must be a RollUp name (a non-empty string), not ${describe(value)}`);
+  }
+  checkIdentifier(value, 'rollup');
+  return value;
+}
+
+/**
+ * `table`, `schema.table`, or with double quotes for names holding dots or quotes:
+ * `"my.schema"."odd ""name"""`. Unquoted parts are taken as written (they are compared with the
+ * registry's stored names, not folded to lower case).
+ */
+export function parseTableName(text: string): TableRef {
+  const parts: string[] = [];
+  let i = 0;
+  while (i <= text.length) {
+    let part = '';
+    if (text[i] === '"') {
+      i++;
+      for (;;) {
+        if (i >= text.length)
+          throw new PayloadError(`table name ${JSON.stringify(truncate(text))} has an unclosed quote`);
+        if (text[i] === '"') {
+          if (text[i + 1] === '"') {
+            part += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        part += text[i++];
+      }
+    } else {
+      while (i < text.length && text[i] !== '.') {
+        if (text[i] === '"')
+          throw new PayloadError(
+            `table name ${JSON.stringify(truncate(text))}: quote a whole name part, as in "schema"."table"`,
+          );
+        part += text[i++];
+      }
+    }
+    parts.push(part);
+    if (i === text.length) break;
+    if (text[i] !== '.')
+      throw new PayloadError(
+        `table name ${JSON.stringify(truncate(text))}: expected "." after a quoted part`,
+      );
+    i++;
+  }
+  if (parts.length > 2) {
+    throw new PayloadError(
+      `table name ${JSON.stringify(truncate(text))} has more than two parts; write "schema.table" (quote parts with dots)`,
+    );
+  }
+  const [schema, table] = parts.length === 2 ? parts : ['public', parts[0]];
+  checkIdentifier(schema ?? '', 'schema');
+  checkIdentifier(table ?? '', 'table');
+  return { schema: schema ?? '', table: table ?? '' };
+}
+
+function checkIdentifier(name: string, what: string): void {
+  if (name.length === 0) throw new PayloadError(`a ${what} name is empty`);
+  if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
+    throw new PayloadError(
+      `${what} name ${JSON.stringify(truncate(name))} is longer than Postgres allows (63 bytes)`,
+    );
+  }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+  if (/[\u0000-\u001f\u007f]/.test(name)) {
+    throw new PayloadError(`${what} name ${JSON.stringify(truncate(name))} contains control characters`);
+  }
+}
+
+export function formatTable(ref: TableRef): string {
+  const q = (s: string) => (/^[a-z_][a-z0-9_$]*$/.test(s) ? s : `"${s.replaceAll('"', '""')}"`);
+  return `${q(ref.schema)}.${q(ref.table)}`;
+}
+
+function truncate(text: string): string {
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `the string ${JSON.stringify(truncate(value))}`;
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
+}

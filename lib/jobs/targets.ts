@@ -1,0 +1,60 @@
+// Which ChronoTables a run covers, read from the LakeTS registries (contract columns only, so the
+// jobs work against the public LakeTS too).
+import { formatTable, PayloadError } from './payload.ts';
+import type { Queryable, TableRef } from './types.ts';
+
+export interface ChronoTable extends TableRef {
+  id: number;
+  shadow: string | null;
+  syncEnabled: boolean;
+  /** Whether the table has an enabled policy of the kinds the job asked about. */
+  hasPolicy: boolean;
+  name: string;
+}
+
+/**
+ * All ChronoTables (ordered by name), with `hasPolicy` set for the given policy kinds, limited to
+ * `only` when the payload named tables. A named table that is not a ChronoTable is bad input.
+ */
+export async function chronoTables(
+  db: Queryable,
+  policyKinds: string[],
+  only?: TableRef[],
+): Promise<ChronoTable[]> {
+  const { rows } = await db.query<{
+    id: number;
+    schema_name: string;
+    table_name: string;
+    shadow_table_name: string | null;
+    sync_enabled: boolean;
+    has_policy: boolean;
+  }>(
+    `SELECT r.id, r.schema_name, r.table_name, r.shadow_table_name, r.sync_enabled,
+            EXISTS (SELECT 1 FROM lakets._policy_registry p
+                     WHERE p.chronotable_id = r.id AND p.enabled AND p.policy_type = ANY ($1::text[])) AS has_policy
+       FROM lakets._chronotable_registry r
+      ORDER BY r.schema_name, r.table_name`,
+    [policyKinds],
+  );
+  const all = rows.map((r) => {
+    const ref = { schema: r.schema_name, table: r.table_name };
+    return {
+      ...ref,
+      id: r.id,
+      shadow: r.shadow_table_name,
+      syncEnabled: r.sync_enabled,
+      hasPolicy: r.has_policy,
+      name: formatTable(ref),
+    };
+  });
+  if (!only) return all;
+  const byKey = new Map(all.map((t) => [JSON.stringify([t.schema, t.table]), t]));
+  return only.map((ref) => {
+    const found = byKey.get(JSON.stringify([ref.schema, ref.table]));
+    if (!found)
+      throw new PayloadError(
+        `${formatTable(ref)} is not a ChronoTable in this database (see lakets._chronotable_registry)`,
+      );
+    return found;
+  });
+}

@@ -1,0 +1,98 @@
+// The shapes every job shares: what a run is asked to do, and the report it returns.
+import type { JobName } from './catalog.ts';
+
+export type { JobName };
+
+export interface TableRef {
+  schema: string;
+  table: string;
+}
+
+/** What a run is asked to do, parsed once from the invocation payload (see payload.ts). */
+export interface JobOptions {
+  dryRun: boolean;
+  /** Limit to these tables (Partition Manager, Tiering, Retention). */
+  tables?: TableRef[];
+  /** Cascade from this RollUp: it and what it depends on (RollUp Refresh). */
+  rollup?: string;
+  /** Retention only, and only with `tables`: skip the durability gate. */
+  force: boolean;
+  /** Where the run came from, for the log. */
+  trigger: 'schedule' | 'manual';
+}
+
+export type ItemKind = 'table' | 'chunk' | 'rollup';
+
+export type ItemOutcome =
+  | 'created'
+  | 'unchanged'
+  | 'tiered'
+  | 'deferred'
+  | 'dropped'
+  | 'refreshed'
+  | 'skipped'
+  | 'failed'
+  | 'not-started'
+  | 'would-create'
+  | 'would-tier'
+  | 'would-drop'
+  | 'would-refresh';
+
+export interface ItemResult {
+  kind: ItemKind;
+  /** Schema-qualified table or chunk name, or RollUp name. */
+  name: string;
+  outcome: ItemOutcome;
+  /** Why (deferred, skipped, failed), in one line. */
+  reason?: string;
+  /** How many (partitions created, chunks dropped), where that is the item's result. */
+  count?: number;
+  /** NOTICE and WARNING text LakeTS raised while this item ran. */
+  notices?: string[];
+  durationMs?: number;
+}
+
+export type RunStatus = 'ok' | 'partial' | 'failed' | 'skipped' | 'incomplete' | 'dry-run';
+
+export interface JobReport {
+  job: JobName;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  trigger: JobOptions['trigger'];
+  dryRun: boolean;
+  /** Why the run as a whole was skipped or failed, in one line. */
+  reason?: string;
+  items: ItemResult[];
+  totals: Record<string, number>;
+  /** Items a budget-limited run did not start: the next run picks them up. */
+  leftForNextRun?: string[];
+}
+
+/** What a job's logic gets: a connected client (autocommit), its options, and a time budget. */
+export interface JobContext {
+  db: Queryable;
+  options: JobOptions;
+  budget: Budget;
+}
+
+/** The part of pg.Client the jobs use (so a pool client or a plain client both fit). */
+export interface Queryable {
+  query<R extends Record<string, unknown> = Record<string, unknown>>(
+    text: string,
+    values?: unknown[],
+  ): Promise<{ rows: R[]; rowCount: number | null }>;
+  on(event: 'notice', listener: (notice: { severity?: string; message?: string }) => void): unknown;
+  off(event: 'notice', listener: (notice: { severity?: string; message?: string }) => void): unknown;
+}
+
+export interface Budget {
+  /** False when too little time is left to start another item. */
+  canStart(): boolean;
+  /** Records how long an item took (the reserve grows with the slowest item). */
+  spent(durationMs: number): void;
+}
+
+/** One job's logic: attempts every item and returns them; totals are derived by the runner. */
+export type JobLogic = (ctx: JobContext) => Promise<ItemResult[]>;

@@ -1,0 +1,47 @@
+// Powertools logger and metrics for one job, and the metrics a report turns into.
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { METRICS_NAMESPACE, type MetricName } from './jobs/catalog.ts';
+import type { JobName, JobReport } from './jobs/types.ts';
+
+export interface Observability {
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export function observability(job: JobName): Observability {
+  return {
+    logger: new Logger({ serviceName: job }),
+    metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName: job }),
+  };
+}
+
+/** The per-run metrics of a report (the names the alarms and the dashboard use). */
+export function reportMetrics(report: JobReport): Partial<Record<MetricName, number>> {
+  const t = report.totals;
+  const n = (key: string) => t[key] ?? 0;
+  const byJob: Record<JobName, Partial<Record<MetricName, number>>> = {
+    'partition-manager': { PartitionsCreated: n('partitionsCreated') },
+    tiering: { ChunksTiered: n('chunksTiered'), ChunksTieringDeferred: n('chunksDeferred') },
+    retention: { ChunksDropped: n('chunksDropped'), ChunksRetentionDeferred: n('chunksDeferred') },
+    'rollup-refresh': {
+      RollupsRefreshed: n('rollupsRefreshed'),
+      RollupsSkipped: n('rollupsSkipped'),
+      RollupsFailed: n('rollupsFailed'),
+    },
+  };
+  return {
+    // A dry run changed nothing: its would-be counts must not feed the alarms.
+    ...(report.dryRun || report.status === 'skipped' ? {} : byJob[report.job]),
+    ItemsFailed: n('failed'),
+    RunDuration: report.durationMs,
+    RunIncomplete: report.status === 'incomplete' ? 1 : 0,
+    RunSkipped: report.status === 'skipped' ? 1 : 0,
+  };
+}
+
+export function publish(metrics: Metrics, report: JobReport): void {
+  for (const [name, value] of Object.entries(reportMetrics(report))) {
+    metrics.addMetric(name, name === 'RunDuration' ? MetricUnit.Milliseconds : MetricUnit.Count, value);
+  }
+}

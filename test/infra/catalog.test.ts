@@ -1,0 +1,77 @@
+// The job catalog: schedules and delivery windows that cannot pile runs up, and alarm windows CloudWatch accepts.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { missedRunWindow } from '../../infra/monitoring.ts';
+import {
+  JOB_NAMES,
+  JOBS,
+  jobMetrics,
+  latestStartMinutes,
+  METRIC_NAMES,
+  METRIC_UNITS,
+} from '../../lib/jobs/catalog.ts';
+
+describe('job catalog', () => {
+  it('has the four jobs of the Databricks bundle, on its schedules', () => {
+    expect(Object.fromEntries(JOB_NAMES.map((n) => [n, [JOBS[n].schedule, JOBS[n].periodMinutes]]))).toEqual({
+      'partition-manager': ['cron(0 */6 * * ? *)', 360],
+      tiering: ['cron(0 2 * * ? *)', 1440],
+      retention: ['cron(0 3 * * ? *)', 1440],
+      'rollup-refresh': ['cron(0/15 * * * ? *)', 15],
+    });
+    for (const name of JOB_NAMES) expect(JOBS[name].name).toBe(name);
+  });
+
+  it.each(JOB_NAMES)(
+    '%s: a late run (max delivery delay + timeout) ends before the next one starts',
+    (name) => {
+      const job = JOBS[name];
+      expect(latestStartMinutes(job) + job.timeoutMinutes).toBeLessThanOrEqual(job.periodMinutes);
+    },
+  );
+
+  it.each(JOB_NAMES)('%s: delivery settings are inside the AWS limits', (name) => {
+    const { delivery, timeoutMinutes } = JOBS[name];
+    expect(timeoutMinutes).toBeGreaterThan(0);
+    expect(timeoutMinutes).toBeLessThanOrEqual(15);
+    expect(delivery.schedulerMaxEventAgeMinutes).toBeGreaterThanOrEqual(1);
+    expect(delivery.schedulerMaxEventAgeMinutes).toBeLessThanOrEqual(24 * 60);
+    expect(delivery.schedulerRetryAttempts).toBeGreaterThanOrEqual(0);
+    expect(delivery.schedulerRetryAttempts).toBeLessThanOrEqual(185);
+    expect(delivery.lambdaMaxEventAgeMinutes).toBeGreaterThanOrEqual(1);
+    expect(delivery.lambdaMaxEventAgeMinutes).toBeLessThanOrEqual(6 * 60);
+    expect([0, 1, 2]).toContain(delivery.lambdaRetryAttempts);
+  });
+
+  it('RollUp Refresh does not retry inside Lambda: the next run, 15 minutes later, is the retry', () => {
+    expect(JOBS['rollup-refresh'].delivery.lambdaRetryAttempts).toBe(0);
+    expect(JOBS['rollup-refresh'].timeoutMinutes).toBe(10);
+  });
+
+  it.each(JOB_NAMES)('%s: the missed-run alarm window is one CloudWatch accepts', (name) => {
+    const seconds = missedRunWindow(JOBS[name]).toSeconds();
+    expect(seconds % 60).toBe(0);
+    // Period x evaluation periods: at most 1 day below a 1 h period, 7 days otherwise.
+    expect(seconds).toBeLessThanOrEqual(seconds < 3600 ? 86_400 : 604_800);
+    expect(seconds).toBeGreaterThan(JOBS[name].periodMinutes * 60);
+  });
+
+  it('metrics: every job emits RunDuration and the outcomes, and only known names', () => {
+    expect(new Set(METRIC_NAMES).size).toBe(METRIC_NAMES.length);
+    expect(Object.keys(METRIC_UNITS).sort()).toEqual([...METRIC_NAMES].sort());
+    expect(METRIC_UNITS.RunDuration).toBe('Milliseconds');
+    const emitted = new Set(JOB_NAMES.flatMap((n) => jobMetrics(JOBS[n])));
+    expect([...emitted].sort()).toEqual([...METRIC_NAMES].sort());
+    for (const name of JOB_NAMES) {
+      expect(jobMetrics(JOBS[name])).toEqual(
+        expect.arrayContaining(['RunDuration', 'RunIncomplete', 'RunSkipped', 'ItemsFailed']),
+      );
+    }
+  });
+
+  it('is dependency-free, so handler code can import it', () => {
+    const source = readFileSync(new URL('../../lib/jobs/catalog.ts', import.meta.url), 'utf8');
+    expect(source).not.toMatch(/^\s*import\s/m);
+    expect(source).not.toMatch(/\brequire\(/);
+  });
+});
