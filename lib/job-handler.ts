@@ -35,9 +35,11 @@ export interface HandlerDeps {
 }
 
 export function jobHandler(job: JobName, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
+  // One object for the container's life: connectors (and their caches) are kept per deps object.
+  const connectorDeps: ConnectorDeps = { log: logger, ...deps.connector };
   return async (event: unknown, context: Context): Promise<JobReport> => {
     const options = parseInvocation(job, event);
-    const connector = getConnector(getConfig(), ...(deps.connector ? [deps.connector] : []));
+    const connector = getConnector(getConfig(), connectorDeps);
     const db = await connector.connect({ applicationName: `lakets-${job}` });
     let report: JobReport;
     try {

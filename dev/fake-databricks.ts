@@ -1,0 +1,445 @@
+// A small local stand-in for a Databricks workspace, on 127.0.0.1, for tests, the demo and the
+// benchmarks. It answers what the connection library uses, in the documented JSON shapes, and is
+// driven by the real SDK WorkspaceClient:
+//   GET  /oidc/.well-known/oauth-authorization-server   OIDC discovery
+//   POST /oidc/v1/token                                  client_credentials (Basic auth or form)
+//   GET  /api/2.0/preview/scim/v2/Me                     the service principal
+//   GET  /api/2.0/postgres/projects/{p}/branches         paginated (page_size / page_token)
+//   GET  /api/2.0/postgres/projects/{p}/branches/{b}/endpoints   paginated
+//   GET  /api/2.0/postgres/projects/{p}/branches/{b}/endpoints/{e}
+//   POST /api/2.0/postgres/credentials                   {"endpoint"} -> {"token","expire_time"}
+// It counts requests per route and can inject faults (status codes, delays) per route.
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type FakeRoute =
+  | 'oidc'
+  | 'token'
+  | 'me'
+  | 'listBranches'
+  | 'listEndpoints'
+  | 'getEndpoint'
+  | 'credentials'
+  | 'unknown';
+
+export type EndpointType = 'ENDPOINT_TYPE_READ_WRITE' | 'ENDPOINT_TYPE_READ_ONLY';
+
+export interface FakeEndpoint {
+  id: string;
+  type: EndpointType;
+  /** Postgres host in status.hosts.host; omit to simulate an endpoint still being provisioned. */
+  host?: string;
+}
+
+export interface FakeBranch {
+  id: string;
+  default?: boolean;
+  endpoints: FakeEndpoint[];
+}
+
+export interface FakeProject {
+  branches: FakeBranch[];
+}
+
+export interface MintedCredential {
+  token: string;
+  endpoint: string;
+  /** SCIM userName of the identity that asked (the service principal's application id). */
+  identity: string;
+  expireTime: Date;
+}
+
+export interface FakeDatabricksOptions {
+  /** The one service principal the workspace knows. */
+  clientId: string;
+  clientSecret: string;
+  /** Its SCIM userName; defaults to clientId (a service principal's application id). */
+  userName?: string;
+  /** Projects by id (mutable: tests may change them between calls). */
+  projects: Record<string, FakeProject>;
+  /** Largest page the lists return, whatever page_size asks: small values force pagination. */
+  pageSize?: number;
+  /** Lifetime of minted Postgres credentials. Default 1 hour (Lakebase's). */
+  credentialTtlMs?: number;
+  /** Lifetime (expires_in) of OAuth access tokens. Default 3600 s. */
+  accessTokenTtlSeconds?: number;
+  /** Runs before a minted credential is returned (tests make the token the role's real password). */
+  onCredential?: (credential: MintedCredential) => void | Promise<void>;
+}
+
+export interface FakeFault {
+  /** Answer with this status instead of the real response (omit for a delay only). */
+  status?: number;
+  /** Databricks error_code of the body; a default per status otherwise. */
+  errorCode?: string;
+  message?: string;
+  /** Whole JSON body instead of {error_code, message} (e.g. OAuth's {error, error_description}). */
+  body?: unknown;
+  /** Wait before answering. */
+  delayMs?: number;
+  /** How many requests it applies to; default: all until cleared. */
+  times?: number;
+}
+
+export interface FakeCall {
+  route: FakeRoute;
+  method: string;
+  path: string;
+  /** The query string, e.g. `page_token=...` (empty when none). */
+  query: string;
+  status: number;
+}
+
+export interface FakeDatabricks {
+  url: string;
+  /** Every request, in order. */
+  calls: FakeCall[];
+  count(route?: FakeRoute): number;
+  resetCalls(): void;
+  setFault(route: FakeRoute, fault: FakeFault | undefined): void;
+  clearFaults(): void;
+  /** Rotates the service principal's secret: the old one stops working for new tokens. */
+  setClientSecret(secret: string): void;
+  /** Invalidates every issued OAuth access token (API calls then answer 401). */
+  revokeAccessTokens(): void;
+  setCredentialTtl(ms: number): void;
+  /** Every Postgres credential minted, and every OAuth token issued (tests check none leaks). */
+  minted: MintedCredential[];
+  accessTokens: string[];
+  projects: Record<string, FakeProject>;
+  close(): Promise<void>;
+}
+
+const DEFAULT_ERROR_CODE: Record<number, string> = {
+  400: 'INVALID_PARAMETER_VALUE',
+  401: 'UNAUTHENTICATED',
+  403: 'PERMISSION_DENIED',
+  404: 'NOT_FOUND',
+  429: 'RESOURCE_EXHAUSTED',
+  500: 'INTERNAL_ERROR',
+  503: 'TEMPORARILY_UNAVAILABLE',
+};
+
+const ID = '[a-z0-9][a-z0-9-]*';
+const ROUTES: Array<[string, RegExp, FakeRoute]> = [
+  ['GET', /^\/oidc\/\.well-known\/oauth-authorization-server$/, 'oidc'],
+  ['POST', /^\/oidc\/v1\/token$/, 'token'],
+  ['GET', /^\/api\/2\.0\/preview\/scim\/v2\/Me$/, 'me'],
+  ['GET', new RegExp(`^/api/2\\.0/postgres/projects/(${ID})/branches$`), 'listBranches'],
+  ['GET', new RegExp(`^/api/2\\.0/postgres/projects/(${ID})/branches/(${ID})/endpoints$`), 'listEndpoints'],
+  [
+    'GET',
+    new RegExp(`^/api/2\\.0/postgres/projects/(${ID})/branches/(${ID})/endpoints/(${ID})$`),
+    'getEndpoint',
+  ],
+  ['POST', /^\/api\/2\.0\/postgres\/credentials$/, 'credentials'],
+];
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const apiError = (status: number, message: string, errorCode = DEFAULT_ERROR_CODE[status] ?? 'UNKNOWN') => ({
+  error_code: errorCode,
+  message,
+});
+
+/** Opaque page tokens: the offset, encoded so that clients cannot rely on it. */
+const pageToken = (offset: number) => Buffer.from(`offset:${offset}`).toString('base64url');
+function offsetOf(token: string | null): number | undefined {
+  if (!token) return 0;
+  const m = /^offset:(\d+)$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+  return m ? Number(m[1]) : undefined;
+}
+
+export async function startFakeDatabricks(options: FakeDatabricksOptions): Promise<FakeDatabricks> {
+  let clientSecret = options.clientSecret;
+  let credentialTtlMs = options.credentialTtlMs ?? 3_600_000;
+  const userName = options.userName ?? options.clientId;
+  const maxPage = options.pageSize ?? 2;
+  const tokenTtl = options.accessTokenTtlSeconds ?? 3600;
+  const issued = new Map<string, number>(); // access token -> expiry (epoch ms)
+  const faults = new Map<FakeRoute, FakeFault>();
+  const calls: FakeCall[] = [];
+  const minted: MintedCredential[] = [];
+  const accessTokens: string[] = [];
+  const spId = String(Math.floor(Math.random() * 1e15));
+  let url = '';
+
+  function page<T>(items: T[], query: URLSearchParams): { items: T[]; next?: string } | undefined {
+    const offset = offsetOf(query.get('page_token'));
+    if (offset === undefined) return undefined;
+    const asked = Number(query.get('page_size') ?? maxPage);
+    const size = Math.max(1, Math.min(maxPage, Number.isFinite(asked) && asked > 0 ? asked : maxPage));
+    const slice = items.slice(offset, offset + size);
+    return offset + size < items.length ? { items: slice, next: pageToken(offset + size) } : { items: slice };
+  }
+
+  const branchJson = (project: string, b: FakeBranch) => ({
+    name: `projects/${project}/branches/${b.id}`,
+    uid: `br-${b.id}`,
+    parent: `projects/${project}`,
+    branch_id: b.id,
+    create_time: '2026-01-05T10:00:00Z',
+    update_time: '2026-01-05T10:00:00Z',
+    spec: { no_expiry: true },
+    status: { default: b.default === true, current_state: 'READY', is_protected: false, branch_id: b.id },
+  });
+
+  const endpointJson = (project: string, branch: string, e: FakeEndpoint) => ({
+    name: `projects/${project}/branches/${branch}/endpoints/${e.id}`,
+    uid: `ep-${e.id}`,
+    parent: `projects/${project}/branches/${branch}`,
+    endpoint_id: e.id,
+    create_time: '2026-01-05T10:00:00Z',
+    update_time: '2026-01-05T10:00:00Z',
+    spec: { endpoint_type: e.type, autoscaling_limit_min_cu: 0.5, autoscaling_limit_max_cu: 2 },
+    status: {
+      endpoint_type: e.type,
+      current_state: e.host ? 'ACTIVE' : 'INIT',
+      autoscaling_limit_min_cu: 0.5,
+      autoscaling_limit_max_cu: 2,
+      hosts: e.host ? { host: e.host } : {},
+      endpoint_id: e.id,
+    },
+  });
+
+  function findEndpoint(
+    name: string,
+  ): { project: string; branch: string; endpoint: FakeEndpoint } | undefined {
+    const m = new RegExp(`^projects/(${ID})/branches/(${ID})/endpoints/(${ID})$`).exec(name);
+    if (!m) return undefined;
+    const [, p = '', b = '', e = ''] = m;
+    const endpoint = options.projects[p]?.branches.find((x) => x.id === b)?.endpoints.find((x) => x.id === e);
+    return endpoint ? { project: p, branch: b, endpoint } : undefined;
+  }
+
+  function authenticatedApi(req: IncomingMessage): boolean {
+    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
+    const expiry = m?.[1] ? issued.get(m[1]) : undefined;
+    return expiry !== undefined && expiry > Date.now();
+  }
+
+  function tokenClient(req: IncomingMessage, form: URLSearchParams): { id?: string; secret?: string } {
+    const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '');
+    if (basic?.[1]) {
+      const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      return { id: decoded.slice(0, colon), secret: decoded.slice(colon + 1) };
+    }
+    return { id: form.get('client_id') ?? undefined, secret: form.get('client_secret') ?? undefined };
+  }
+
+  async function handle(route: FakeRoute, match: RegExpExecArray, req: IncomingMessage, res: ServerResponse) {
+    const query = new URL(req.url ?? '/', url).searchParams;
+    switch (route) {
+      case 'oidc':
+        return send(res, 200, {
+          issuer: `${url}/oidc`,
+          authorization_endpoint: `${url}/oidc/v1/authorize`,
+          token_endpoint: `${url}/oidc/v1/token`,
+          grant_types_supported: ['client_credentials', 'authorization_code', 'refresh_token'],
+          token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+          scopes_supported: ['all-apis', 'offline_access'],
+        });
+      case 'token': {
+        const form = new URLSearchParams(await readBody(req));
+        const client = tokenClient(req, form);
+        const valid =
+          form.get('grant_type') === 'client_credentials' &&
+          client.id === options.clientId &&
+          client.secret !== undefined &&
+          sameSecret(client.secret, clientSecret);
+        if (!valid)
+          return send(res, 401, {
+            error: 'invalid_client',
+            error_description: 'Client authentication failed',
+          });
+        const token = `fake-at-${randomBytes(24).toString('base64url')}`;
+        issued.set(token, Date.now() + tokenTtl * 1000);
+        accessTokens.push(token);
+        return send(res, 200, {
+          access_token: token,
+          token_type: 'Bearer',
+          expires_in: tokenTtl,
+          scope: form.get('scope') ?? 'all-apis',
+        });
+      }
+      default:
+        break;
+    }
+    if (!authenticatedApi(req)) {
+      return send(
+        res,
+        401,
+        apiError(401, 'Credential was not sent or was of an unsupported type for this API.'),
+      );
+    }
+    switch (route) {
+      case 'me':
+        return send(res, 200, {
+          schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'],
+          id: spId,
+          userName,
+          displayName: 'lakets-jobs',
+          active: true,
+        });
+      case 'listBranches': {
+        const project = options.projects[match[1] ?? ''];
+        if (!project) return send(res, 404, apiError(404, `Project 'projects/${match[1]}' does not exist.`));
+        const p = page(project.branches, query);
+        if (!p) return send(res, 400, apiError(400, 'Invalid page_token.'));
+        return send(res, 200, {
+          branches: p.items.map((b) => branchJson(match[1] ?? '', b)),
+          ...(p.next ? { next_page_token: p.next } : {}),
+        });
+      }
+      case 'listEndpoints': {
+        const branch = options.projects[match[1] ?? '']?.branches.find((b) => b.id === match[2]);
+        if (!branch) {
+          return send(
+            res,
+            404,
+            apiError(404, `Branch 'projects/${match[1]}/branches/${match[2]}' does not exist.`),
+          );
+        }
+        const p = page(branch.endpoints, query);
+        if (!p) return send(res, 400, apiError(400, 'Invalid page_token.'));
+        return send(res, 200, {
+          endpoints: p.items.map((e) => endpointJson(match[1] ?? '', match[2] ?? '', e)),
+          ...(p.next ? { next_page_token: p.next } : {}),
+        });
+      }
+      case 'getEndpoint': {
+        const name = `projects/${match[1]}/branches/${match[2]}/endpoints/${match[3]}`;
+        const found = findEndpoint(name);
+        if (!found) return send(res, 404, apiError(404, `Endpoint '${name}' does not exist.`));
+        return send(res, 200, endpointJson(found.project, found.branch, found.endpoint));
+      }
+      case 'credentials': {
+        let body: { endpoint?: unknown };
+        try {
+          body = JSON.parse(await readBody(req)) as { endpoint?: unknown };
+        } catch {
+          return send(res, 400, apiError(400, 'Request body is not JSON.'));
+        }
+        if (typeof body.endpoint !== 'string')
+          return send(res, 400, apiError(400, "Field 'endpoint' is required."));
+        if (!findEndpoint(body.endpoint)) {
+          return send(res, 404, apiError(404, `Endpoint '${body.endpoint}' does not exist.`));
+        }
+        const credential: MintedCredential = {
+          token: `fake-pg-${randomBytes(24).toString('base64url')}`,
+          endpoint: body.endpoint,
+          identity: userName,
+          expireTime: new Date(Date.now() + credentialTtlMs),
+        };
+        await options.onCredential?.(credential);
+        minted.push(credential);
+        return send(res, 200, { token: credential.token, expire_time: credential.expireTime.toISOString() });
+      }
+      default:
+        return send(
+          res,
+          404,
+          apiError(404, `No API found for '${req.method} ${req.url}'.`, 'ENDPOINT_NOT_FOUND'),
+        );
+    }
+  }
+
+  const server = createServer((req, res) => {
+    const { pathname: path, search } = new URL(req.url ?? '/', 'http://x');
+    let route: FakeRoute = 'unknown';
+    let match: RegExpExecArray = Object.assign([path], { index: 0, input: path }) as RegExpExecArray;
+    for (const [method, pattern, name] of ROUTES) {
+      const m = pattern.exec(path);
+      if (m && method === req.method) {
+        route = name;
+        match = m;
+        break;
+      }
+    }
+    const call: FakeCall = {
+      route,
+      method: req.method ?? '',
+      path,
+      query: search.replace(/^\?/, ''),
+      status: 0,
+    };
+    calls.push(call);
+    res.on('finish', () => {
+      call.status = res.statusCode;
+    });
+    const run = async () => {
+      const fault = faults.get(route);
+      if (fault) {
+        if (fault.times !== undefined) {
+          fault.times -= 1;
+          if (fault.times <= 0) faults.delete(route);
+        }
+        if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+        if (fault.status !== undefined) {
+          return send(
+            res,
+            fault.status,
+            fault.body ??
+              apiError(fault.status, fault.message ?? `Injected ${fault.status}.`, fault.errorCode),
+          );
+        }
+      }
+      await handle(route, match, req, res);
+    };
+    run().catch((error: unknown) => {
+      if (!res.headersSent) send(res, 500, apiError(500, `fake workspace failed: ${String(error)}`));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url,
+    calls,
+    count: (route) => (route ? calls.filter((c) => c.route === route).length : calls.length),
+    resetCalls: () => {
+      calls.length = 0;
+    },
+    setFault: (route, fault) => {
+      if (fault) faults.set(route, { ...fault });
+      else faults.delete(route);
+    },
+    clearFaults: () => faults.clear(),
+    setClientSecret: (secret) => {
+      clientSecret = secret;
+    },
+    revokeAccessTokens: () => issued.clear(),
+    setCredentialTtl: (ms) => {
+      credentialTtlMs = ms;
+    },
+    minted,
+    accessTokens,
+    projects: options.projects,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A random service-principal application id (UUID), as Databricks assigns them. */
+export const newApplicationId = (): string => randomUUID();

@@ -1,0 +1,106 @@
+// One error class for everything that can go wrong between a handler and a Lakebase session, with a
+// stable `code` for handlers and alarms, and a one-line message that says what to do. Messages pass
+// through redact(): tokens, client secrets and passwords never reach a log line through an error.
+
+export type LakebaseErrorCode =
+  // Secrets Manager
+  | 'SECRET_NOT_FOUND'
+  | 'SECRET_ACCESS_DENIED'
+  | 'SECRET_INVALID'
+  | 'SECRET_UNAVAILABLE'
+  // Databricks OAuth and REST
+  | 'OAUTH_INVALID_CLIENT'
+  | 'OAUTH_FAILED'
+  | 'DATABRICKS_UNAUTHENTICATED'
+  | 'DATABRICKS_PERMISSION_DENIED'
+  | 'DATABRICKS_REQUEST_FAILED'
+  | 'DATABRICKS_UNAVAILABLE'
+  | 'DATABRICKS_UNREACHABLE'
+  // Endpoint resolution
+  | 'PROJECT_NOT_FOUND'
+  | 'BRANCH_NOT_FOUND'
+  | 'ENDPOINT_NOT_FOUND'
+  | 'NO_DEFAULT_BRANCH'
+  | 'NO_READ_WRITE_ENDPOINT'
+  | 'ENDPOINT_NOT_READY'
+  // Postgres
+  | 'PG_AUTH_FAILED'
+  | 'PG_LOGIN_REJECTED'
+  | 'PG_DATABASE_MISSING'
+  | 'PG_PRIVILEGE_MISSING'
+  | 'PG_UNREACHABLE'
+  | 'PG_CONNECT_TIMEOUT'
+  | 'PG_TLS'
+  | 'PG_CONNECT_FAILED';
+
+export interface LakebaseErrorDetails {
+  /** HTTP status of the Databricks answer that caused it. */
+  status?: number;
+  /** SQLSTATE of the Postgres error that caused it. */
+  pgCode?: string;
+}
+
+export class LakebaseError extends Error {
+  override name = 'LakebaseError';
+  readonly code: LakebaseErrorCode;
+  readonly status?: number;
+  readonly pgCode?: string;
+  // No `cause`: upstream errors can carry request headers or response bodies; what matters from
+  // them is copied, redacted, into the message and the fields above.
+  constructor(code: LakebaseErrorCode, message: string, details: LakebaseErrorDetails = {}) {
+    super(oneLine(redact(message)));
+    this.code = code;
+    if (details.status !== undefined) this.status = details.status;
+    if (details.pgCode !== undefined) this.pgCode = details.pgCode;
+  }
+}
+
+const MAX_MESSAGE = 700;
+
+/** Collapses whitespace and line breaks so that a message is one log line; caps its length. */
+export function oneLine(text: string): string {
+  const flat = text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+  return flat.length > MAX_MESSAGE ? `${flat.slice(0, MAX_MESSAGE - 3)}...` : flat;
+}
+
+// Values this process knows to be secret (client secrets, minted Postgres tokens), replaced wherever
+// they appear. Bounded: a warm container mints a credential about once an hour.
+const known = new Set<string>();
+const MAX_KNOWN = 64;
+const MIN_SECRET_LENGTH = 8; // shorter strings would blank out ordinary words
+
+/** Registers a secret value so that redact() removes it from any text. */
+export function registerSecret(value: string): void {
+  if (value.length < MIN_SECRET_LENGTH || known.has(value)) return;
+  known.add(value);
+  if (known.size > MAX_KNOWN) {
+    const oldest = known.values().next().value;
+    if (oldest !== undefined) known.delete(oldest);
+  }
+}
+
+// Shapes of credentials even when we never saw the value (e.g. an OAuth token inside the SDK).
+const PATTERNS: Array<[RegExp, string]> = [
+  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi, '$1 ***'],
+  [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, '***'], // JWT
+  [/\b(dapi|dose|dkea)[0-9a-f]{16,}(-\d+)?/gi, '***'], // Databricks PATs and OAuth secrets
+  [/(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@'], // password in a connection URL
+  // JSON-ish "client_secret": "value" (a "<placeholder>" in a hint is left alone)
+  [/("?(?:client_secret|access_token|password|token)"?\s*[:=]\s*)"(?!<[^">]*>")[^"]*"/gi, '$1"***"'],
+];
+
+/** Removes known secrets and anything shaped like a credential from `text`. */
+export function redact(text: string): string {
+  let out = text;
+  for (const secret of known) {
+    if (out.includes(secret)) out = out.split(secret).join('***');
+  }
+  for (const [pattern, replacement] of PATTERNS) out = out.replace(pattern, replacement);
+  return out;
+}
+
+/** The message of any thrown value, redacted and on one line. */
+export function describeError(error: unknown): string {
+  const text = error instanceof Error ? error.message || error.name : String(error);
+  return oneLine(redact(text));
+}

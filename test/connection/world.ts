@@ -1,0 +1,181 @@
+// The world the connection tests run in: the harness's real PostgreSQL 17 (TLS, scram-sha-256), a
+// fake Databricks workspace whose minted credentials become the role's real password, and a fake
+// Secrets Manager holding the service principal's secret. Nothing about the database is mocked.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import {
+  type EndpointType,
+  type FakeDatabricks,
+  type FakeProject,
+  newApplicationId,
+  startFakeDatabricks,
+} from '../../dev/fake-databricks.ts';
+import { type FakeSecretsManager, startFakeSecretsManager } from '../../dev/fake-secrets-manager.ts';
+import { type DatabricksConfig, parseConfig } from '../../lib/config.ts';
+import type { ConnectorDeps, Log } from '../../lib/lakebase/index.ts';
+import { freshDatabase, type TestDatabase } from '../support/db.ts';
+
+export const RW: EndpointType = 'ENDPOINT_TYPE_READ_WRITE';
+export const RO: EndpointType = 'ENDPOINT_TYPE_READ_ONLY';
+export const PROJECT = 'lakets-prod';
+export const PRIMARY = `projects/${PROJECT}/branches/production/endpoints/primary`;
+
+/** Three branches (default last) and three endpoints (read-write last): with pages of 2, both lists paginate. */
+export function defaultProjects(host = 'localhost'): Record<string, FakeProject> {
+  return {
+    [PROJECT]: {
+      branches: [
+        { id: 'dev', endpoints: [{ id: 'dev-rw', type: RW, host }] },
+        { id: 'staging', endpoints: [{ id: 'staging-rw', type: RW, host }] },
+        {
+          id: 'production',
+          default: true,
+          endpoints: [
+            { id: 'replica-a', type: RO, host },
+            { id: 'replica-b', type: RO, host },
+            { id: 'primary', type: RW, host },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+export interface CapturedLog extends Log {
+  lines: string[];
+}
+
+export function captureLog(): CapturedLog {
+  const lines: string[] = [];
+  const write =
+    (level: string) =>
+    (message: string, ...attributes: Record<string, unknown>[]) => {
+      lines.push(JSON.stringify({ level, message, ...Object.assign({}, ...attributes) }));
+    };
+  return { lines, debug: write('debug'), info: write('info'), warn: write('warn') };
+}
+
+export interface World {
+  db: TestDatabase;
+  admin: pg.Client;
+  fake: FakeDatabricks;
+  sm: FakeSecretsManager;
+  /** The service principal's application id: its SCIM userName and its Postgres role. */
+  appId: string;
+  clientSecret: string;
+  secretId: string;
+  log: CapturedLog;
+  /** Role whose password becomes each minted token (null: none, e.g. the role must not exist). */
+  passwordRole: string | null;
+  /** The environment of a deployed function, plus overrides (undefined removes a variable). */
+  env(overrides?: Record<string, string | undefined>): Record<string, string>;
+  config(overrides?: Record<string, string | undefined>): DatabricksConfig;
+  /** A new deps object (so a new connector cache) wired to this world. */
+  deps(overrides?: Partial<ConnectorDeps>): ConnectorDeps;
+  createRole(name: string, attributes?: string): Promise<void>;
+  /** Rotates the service principal's secret in the workspace and in Secrets Manager; returns it. */
+  rotateSecret(): string;
+  /** Every secret value the world knows of, to check that none leaks. */
+  secrets(): string[];
+  close(): Promise<void>;
+}
+
+export async function startWorld(options: { pageSize?: number } = {}): Promise<World> {
+  const db = await freshDatabase();
+  const admin = await db.connect();
+  const appId = newApplicationId();
+  const clientSecret = `dose${randomBytes(20).toString('hex')}`;
+  const secretId = `lakets/sp-${randomBytes(4).toString('hex')}`;
+  const roles: string[] = [];
+  const rotatedSecrets: string[] = [clientSecret];
+
+  const world = {} as World;
+  const fake = await startFakeDatabricks({
+    clientId: appId,
+    clientSecret,
+    projects: defaultProjects(),
+    pageSize: options.pageSize ?? 2,
+    onCredential: async ({ token, expireTime }) => {
+      if (!world.passwordRole) return;
+      // The minted token really is the password, and it really expires.
+      await admin.query(
+        `ALTER ROLE ${pg.escapeIdentifier(world.passwordRole)} PASSWORD ${pg.escapeLiteral(token)} VALID UNTIL ${pg.escapeLiteral(expireTime.toISOString())}`,
+      );
+    },
+  });
+  const sm = await startFakeSecretsManager({
+    secrets: { [secretId]: JSON.stringify({ client_id: appId, client_secret: clientSecret }) },
+  });
+  const log = captureLog();
+
+  Object.assign(world, {
+    db,
+    admin,
+    fake,
+    sm,
+    appId,
+    clientSecret,
+    secretId,
+    log,
+    passwordRole: appId,
+    env(overrides: Record<string, string | undefined> = {}) {
+      const base: Record<string, string | undefined> = {
+        LAKETS_PROJECT: PROJECT,
+        DATABRICKS_HOST: fake.url,
+        LAKETS_SP_SECRET_ID: secretId,
+        LAKETS_DATABASE: db.name,
+        ...overrides,
+      };
+      return Object.fromEntries(
+        Object.entries(base).filter((e): e is [string, string] => e[1] !== undefined),
+      );
+    },
+    config(overrides: Record<string, string | undefined> = {}) {
+      const config = parseConfig(world.env(overrides));
+      if (config.kind !== 'databricks') throw new Error('expected a databricks config');
+      return config;
+    },
+    deps(overrides: Partial<ConnectorDeps> = {}): ConnectorDeps {
+      return {
+        secretsManager: sm.client(),
+        port: db.info.port,
+        extraCa: db.info.caPem,
+        log,
+        retry: { budgetMs: 3_000, baseDelayMs: 20, maxDelayMs: 200 },
+        ...overrides,
+      };
+    },
+    async createRole(name: string, attributes = 'LOGIN') {
+      await admin.query(`CREATE ROLE ${pg.escapeIdentifier(name)} ${attributes}`);
+      roles.push(name);
+    },
+    rotateSecret() {
+      const next = `dose${randomBytes(20).toString('hex')}`;
+      rotatedSecrets.push(next);
+      fake.setClientSecret(next);
+      sm.setSecret(secretId, JSON.stringify({ client_id: appId, client_secret: next }));
+      return next;
+    },
+    secrets() {
+      return [...rotatedSecrets, db.info.password, ...fake.minted.map((m) => m.token), ...fake.accessTokens];
+    },
+    async close() {
+      await fake.close();
+      await sm.close();
+      for (const role of roles.reverse()) {
+        // Roles are cluster-wide: leave none behind for other test files.
+        await admin.query(`DROP OWNED BY ${pg.escapeIdentifier(role)}`).catch(() => {});
+        await admin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`).catch(() => {});
+      }
+    },
+  });
+  await world.createRole(appId);
+  return world;
+}
+
+/** The known secrets that appear in any of `texts` (expected: none). */
+export function leakedSecrets(world: World, texts: string[]): string[] {
+  return world
+    .secrets()
+    .filter((secret) => secret.length >= 8 && texts.some((text) => text.includes(secret)));
+}
