@@ -134,7 +134,7 @@ export function grantsScript(role: string, options: GrantOptions = {}): string {
   if (options.owner === undefined) {
     lines.push(
       '-- Creating a partition (CREATE TABLE ... PARTITION OF) and dropping one need ownership of the',
-      '-- tables, which no GRANT gives. This project\'s LakeTS-compatible schema does both in SECURITY',
+      "-- tables, which no GRANT gives. This project's LakeTS-compatible schema does both in SECURITY",
       '-- DEFINER functions owned by its installer, so nothing more is needed with it. With a LakeTS whose',
       '-- functions run as the caller, also make this role a member of the role owning the ChronoTables',
       '-- (npm run grants -- <role> --owner <owner role>):',

@@ -101,7 +101,10 @@ function check(installed: InstalledRow[], known: Migration[]): void {
  * Applies the pending migrations. The client must be able to create schemas (an admin); it is left
  * in autocommit mode. Safe to run concurrently: installers queue on an advisory lock.
  */
-export async function installLakets(client: pg.Client, migrations = loadMigrations()): Promise<InstallResult> {
+export async function installLakets(
+  client: pg.Client,
+  migrations = loadMigrations(),
+): Promise<InstallResult> {
   await client.query('SELECT pg_advisory_lock($1)', [INSTALL_LOCK_KEY]);
   try {
     const installed = await readInstalled(client);
@@ -122,7 +125,9 @@ export async function installLakets(client: pg.Client, migrations = loadMigratio
       } catch (error) {
         await client.query('ROLLBACK');
         const message = error instanceof Error ? error.message : String(error);
-        throw new Error(`installing LakeTS-compatible schema migration ${m.version} failed, nothing of it was kept: ${message}`);
+        throw new Error(
+          `installing LakeTS-compatible schema migration ${m.version} failed, nothing of it was kept: ${message}`,
+        );
       }
       applied.push(m.version);
     }

@@ -136,6 +136,9 @@ BEGIN
   FOR v_rel IN
     SELECT t FROM unnest(coalesce(p_rels, ARRAY(SELECT lakets._trigger_targets(p_chronotable_id)))) AS t
      WHERE t IS NOT NULL
+       -- Definer rights: only this ChronoTable's own relations, whatever a caller passes (else any
+       -- EXECUTE holder could strip a synced table's tracking, or put triggers on foreign tables).
+       AND t IN (SELECT lakets._trigger_targets(p_chronotable_id))
   LOOP
     IF v_track THEN
       EXECUTE format('CREATE OR REPLACE TRIGGER lakets_lsn_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS lakets_new '
@@ -406,7 +409,8 @@ BEGIN
                      'INCLUDING COMPRESSION) PARTITION BY RANGE (%I)',
                      v_schema, p_table_name, v_schema, v_tmp, p_time_column);
     EXCEPTION WHEN invalid_table_definition OR feature_not_supported THEN
-      RAISE EXCEPTION 'lakets: % cannot become a ChronoTable: %', v_rel, SQLERRM
+      -- Named as the user knows it: v_rel now prints as the temporary name.
+      RAISE EXCEPTION 'lakets: %.% cannot become a ChronoTable: %', quote_ident(v_schema), quote_ident(p_table_name), SQLERRM
         USING ERRCODE = SQLSTATE,
               HINT = format('a primary key or unique constraint must include the time column %I', p_time_column);
     END;
@@ -419,7 +423,8 @@ BEGIN
        WHERE c.oid = format('%I.%I', v_schema, v_tmp)::regclass AND a.grantee <> c.relowner
     LOOP
       EXECUTE format('GRANT %s ON %I.%I TO %s%s', v_acl.privilege_type, v_schema, p_table_name,
-                     CASE WHEN v_acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(v_acl.grantee::regrole::text) END,
+                     -- regrole's text form is already quoted where needed ("Writer-Role").
+                     CASE WHEN v_acl.grantee = 0 THEN 'PUBLIC' ELSE v_acl.grantee::regrole::text END,
                      CASE WHEN v_acl.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
     v_rel := format('%I.%I', v_schema, p_table_name)::regclass;
@@ -662,6 +667,10 @@ BEGIN
     RAISE EXCEPTION 'lakets: shadow name lakets_cdf.% is taken by another ChronoTable', quote_ident(v_shadow)
       USING ERRCODE = 'duplicate_table';
   END IF;
+  -- Writers wait from here until the mirror trigger exists (the lock covers every partition too):
+  -- a write committed between the copy below and CREATE TRIGGER would never reach the shadow, yet
+  -- its chunk's stamp would later be "proven" and the chunk dropped.
+  EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_parent);
   EXECUTE format('CREATE TABLE IF NOT EXISTS lakets_cdf.%I (LIKE %s)', v_shadow, v_parent);
   EXECUTE format('ALTER TABLE lakets_cdf.%I REPLICA IDENTITY FULL', v_shadow);
   EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON lakets_cdf.%I (%I)', left(v_shadow, 55) || '_time', v_shadow, r.time_column);
@@ -718,12 +727,16 @@ BEGIN
     reason := 'sync is not enabled (no shadow table)';
     RETURN;
   END IF;
-  IF position('.' IN p_shadow_table) > 0 THEN
-    v_schema := split_part(p_shadow_table, '.', 1);
-    v_name := substr(p_shadow_table, length(v_schema) + 2);
-  END IF;
+  -- The registry stores the bare name, which may itself contain a dot (table "my.table"): look it up
+  -- in lakets_cdf first, and read "schema.name" only when no such shadow exists.
   SELECT c.oid INTO v_shadow FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = v_schema AND c.relname = v_name;
+  IF v_shadow IS NULL AND position('.' IN p_shadow_table) > 0 THEN
+    v_schema := split_part(p_shadow_table, '.', 1);
+    v_name := substr(p_shadow_table, length(v_schema) + 2);
+    SELECT c.oid INTO v_shadow FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = v_schema AND c.relname = v_name;
+  END IF;
   IF v_shadow IS NULL THEN
     reason := format('shadow table %I.%I does not exist', v_schema, v_name);
     RETURN;
