@@ -1,4 +1,5 @@
 // Partition Manager: lakets._ensure_partitions() for every ChronoTable (or the named ones).
+import { mayStart } from './budget.ts';
 import { errorLine } from './errors.ts';
 import { withNotices } from './notices.ts';
 import { chronoTables } from './targets.ts';
@@ -17,10 +18,7 @@ const MISSING_SQL = `
 export const partitionManager: JobLogic = async ({ db, options, budget }) => {
   const items: ItemResult[] = [];
   for (const t of await chronoTables(db, [], options.tables)) {
-    if (!budget.canStart()) {
-      items.push({ kind: 'table', name: t.name, outcome: 'not-started', reason: 'time budget exhausted' });
-      continue;
-    }
+    if (!mayStart(budget, items, 'table', t.name)) continue;
     const started = Date.now();
     try {
       if (options.dryRun) {

@@ -2,9 +2,10 @@
 // job calls it once per policy row, so a table with two rows ran twice). p_force only from a
 // manual payload that names its tables. Per-chunk outcomes come from the registry before and
 // after the call, and from the NOTICE (deferred) and WARNING (failed) lines LakeTS raises.
+import { mayStart } from './budget.ts';
 import { errorLine } from './errors.ts';
 import { noticesByChunk, withNotices } from './notices.ts';
-import { type ChronoTable, chronoTables } from './targets.ts';
+import { type ChronoTable, policyTables } from './targets.ts';
 import type { ItemResult, JobContext, JobLogic } from './types.ts';
 
 const KINDS = ['retention', 'tiered_retention'];
@@ -29,21 +30,8 @@ const PLAN_SQL = `
 
 export const retention: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
-  for (const t of await chronoTables(ctx.db, KINDS, ctx.options.tables)) {
-    if (!t.hasPolicy) {
-      if (ctx.options.tables)
-        items.push({
-          kind: 'table',
-          name: t.name,
-          outcome: 'skipped',
-          reason: 'no enabled retention or tiered_retention policy',
-        });
-      continue;
-    }
-    if (!ctx.budget.canStart()) {
-      items.push({ kind: 'table', name: t.name, outcome: 'not-started', reason: 'time budget exhausted' });
-      continue;
-    }
+  for (const t of await policyTables(ctx, KINDS, items)) {
+    if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
     const started = Date.now();
     try {
       items.push(...(ctx.options.dryRun ? await plan(ctx, t) : await enforce(ctx, t)));

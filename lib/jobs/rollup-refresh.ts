@@ -3,6 +3,7 @@
 // first, over the registry's depends_on) and each RollUp is refreshed by refresh_rollup() in its
 // own transaction: a failure undoes only that RollUp, and everything that depends on it, directly
 // or not, is skipped and named.
+import { mayStart } from './budget.ts';
 import { errorLine } from './errors.ts';
 import { withNotices } from './notices.ts';
 import { PayloadError } from './payload.ts';
@@ -78,10 +79,7 @@ export const rollupRefresh: JobLogic = async ({ db, options, budget }) => {
       });
       continue;
     }
-    if (!budget.canStart()) {
-      items.push({ kind: 'rollup', name: n.name, outcome: 'not-started', reason: 'time budget exhausted' });
-      continue;
-    }
+    if (!mayStart(budget, items, 'rollup', n.name)) continue;
     if (options.dryRun) {
       items.push(
         n.due

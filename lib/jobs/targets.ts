@@ -1,7 +1,7 @@
 // Which ChronoTables a run covers, read from the LakeTS registries (contract columns only, so the
 // jobs work against the public LakeTS too).
 import { formatTable, PayloadError } from './payload.ts';
-import type { Queryable, TableRef } from './types.ts';
+import type { ItemResult, JobContext, Queryable, TableRef } from './types.ts';
 
 export interface ChronoTable extends TableRef {
   id: number;
@@ -57,4 +57,27 @@ export async function chronoTables(
       );
     return found;
   });
+}
+
+/**
+ * The ChronoTables with an enabled policy of `kinds` (Tiering, Retention). A table the payload named
+ * that has no such policy is reported as skipped rather than silently left out.
+ */
+export async function policyTables(
+  ctx: JobContext,
+  kinds: string[],
+  items: ItemResult[],
+): Promise<ChronoTable[]> {
+  const tables = await chronoTables(ctx.db, kinds, ctx.options.tables);
+  for (const t of tables) {
+    if (!t.hasPolicy && ctx.options.tables) {
+      items.push({
+        kind: 'table',
+        name: t.name,
+        outcome: 'skipped',
+        reason: `no enabled ${kinds.join(' or ')} policy`,
+      });
+    }
+  }
+  return tables.filter((t) => t.hasPolicy);
 }

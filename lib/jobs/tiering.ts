@@ -2,9 +2,10 @@
 // tier_chunk() per candidate. Never drops anything. Stamps last_run_at on every tiering-kind
 // policy of a table once it has been evaluated (the public job stamps only 'tiering', and only
 // when there were candidates).
+import { mayStart } from './budget.ts';
 import { errorLine } from './errors.ts';
 import { withNotices } from './notices.ts';
-import { type ChronoTable, chronoTables } from './targets.ts';
+import { type ChronoTable, policyTables } from './targets.ts';
 import type { ItemResult, JobContext, JobLogic } from './types.ts';
 
 const KINDS = ['tiering', 'tiered_retention'];
@@ -17,22 +18,8 @@ interface Candidate {
 
 export const tiering: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
-  const tables = await chronoTables(ctx.db, KINDS, ctx.options.tables);
-  for (const t of tables) {
-    if (!t.hasPolicy) {
-      if (ctx.options.tables)
-        items.push({
-          kind: 'table',
-          name: t.name,
-          outcome: 'skipped',
-          reason: 'no enabled tiering or tiered_retention policy',
-        });
-      continue;
-    }
-    if (!ctx.budget.canStart()) {
-      items.push({ kind: 'table', name: t.name, outcome: 'not-started', reason: 'time budget exhausted' });
-      continue;
-    }
+  for (const t of await policyTables(ctx, KINDS, items)) {
+    if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
     try {
       await tierTable(ctx, t, items);
     } catch (error) {
@@ -66,15 +53,7 @@ async function tierTable(
     });
   }
   for (const c of rows) {
-    if (!budget.canStart()) {
-      items.push({
-        kind: 'chunk',
-        name: c.chunk_name,
-        outcome: 'not-started',
-        reason: 'time budget exhausted',
-      });
-      continue;
-    }
+    if (!mayStart(budget, items, 'chunk', c.chunk_name)) continue;
     const started = Date.now();
     if (options.dryRun) {
       items.push({
