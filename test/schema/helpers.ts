@@ -1,0 +1,186 @@
+// Shared fixtures for the schema tests: a stand-in for Databricks Lakehouse Sync (wal2delta), NOTICE
+// capture, and bucket arithmetic. The wal2delta fixture lives here only: the schema never creates it.
+import pg from 'pg';
+
+export type SyncStatus = 'SNAPSHOTTING' | 'STREAMING' | 'SKIPPED';
+
+/** `lakets._origin()`: every bucket is date_bin(interval, ts, this). */
+export const ORIGIN_MS = Date.UTC(2000, 0, 1);
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+
+/** Creates the schema and table Lakehouse Sync owns (idempotent). */
+export async function createWal2delta(client: pg.Client): Promise<void> {
+  await client.query(
+    `CREATE SCHEMA IF NOT EXISTS wal2delta;
+     CREATE TABLE IF NOT EXISTS wal2delta.tables (table_oid oid, status text, committed_lsn pg_lsn)`,
+  );
+}
+
+export async function dropWal2delta(client: pg.Client): Promise<void> {
+  await client.query('DROP SCHEMA IF EXISTS wal2delta CASCADE');
+}
+
+/** The shadow of a synced ChronoTable, as a regclass literal usable in SQL. */
+export async function shadowOf(client: pg.Client, table: string, schema = 'public'): Promise<string> {
+  const { rows } = await client.query<{ shadow: string | null }>(
+    `SELECT format('lakets_cdf.%I', shadow_table_name) AS shadow FROM lakets._chronotable_registry
+      WHERE schema_name = $1 AND table_name = $2 AND shadow_table_name IS NOT NULL`,
+    [schema, table],
+  );
+  const shadow = rows[0]?.shadow;
+  if (!shadow) throw new Error(`${schema}.${table} is not synced`);
+  return shadow;
+}
+
+/**
+ * Plays Lakehouse Sync for the shadow of `table`: sets its status and, when given, its committed_lsn
+ * ('current' = pg_current_wal_insert_lsn(), i.e. everything written so far is in Delta). Returns the
+ * committed_lsn now recorded.
+ */
+export async function setSync(
+  client: pg.Client,
+  table: string,
+  status: SyncStatus,
+  lsn?: string,
+  schema = 'public',
+): Promise<string | null> {
+  const shadow = await shadowOf(client, table, schema);
+  await client.query('DELETE FROM wal2delta.tables WHERE table_oid = $1::regclass', [shadow]);
+  const { rows } = await client.query<{ committed_lsn: string | null }>(
+    `INSERT INTO wal2delta.tables (table_oid, status, committed_lsn)
+     VALUES ($1::regclass, $2,
+             CASE WHEN $3::text = 'current' THEN pg_current_wal_insert_lsn() ELSE $3::pg_lsn END)
+     RETURNING committed_lsn::text`,
+    [shadow, status, lsn ?? null],
+  );
+  return rows[0]!.committed_lsn;
+}
+
+/** Lakehouse Sync caught up with everything written so far. */
+export function syncCaughtUp(client: pg.Client, table: string, schema = 'public'): Promise<string | null> {
+  return setSync(client, table, 'STREAMING', 'current', schema);
+}
+
+export interface Notice {
+  severity: string;
+  message: string;
+}
+
+/** Records NOTICE/WARNING messages sent to `client`; take() returns and clears them. */
+export function captureNotices(client: pg.Client): { take(): Notice[] } {
+  let seen: Notice[] = [];
+  client.on('notice', (n) => {
+    seen.push({ severity: n.severity ?? '', message: n.message ?? '' });
+  });
+  return {
+    take() {
+      const out = seen;
+      seen = [];
+      return out;
+    },
+  };
+}
+
+/** Runs `fn` and expects it to fail with a message containing `text`; returns the error. */
+export async function expectError(
+  fn: () => Promise<unknown>,
+  text: string | RegExp,
+): Promise<pg.DatabaseError> {
+  try {
+    await fn();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const ok = typeof text === 'string' ? message.includes(text) : text.test(message);
+    if (!ok) throw new Error(`expected an error matching ${String(text)}, got: ${message}`);
+    return error as pg.DatabaseError;
+  }
+  throw new Error(`expected an error matching ${String(text)}, but it succeeded`);
+}
+
+/** Start of the bucket holding `ms` (date_bin with the LakeTS origin). */
+export function bucketStart(ms: number, intervalMs: number): number {
+  return ORIGIN_MS + Math.floor((ms - ORIGIN_MS) / intervalMs) * intervalMs;
+}
+
+/** The `YYYYMMDD_HH24MISS` suffix of a partition starting at `ms`, in UTC. */
+export function suffix(ms: number): string {
+  const iso = new Date(ms).toISOString(); // 2026-03-08T06:00:00.000Z
+  return `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}_${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
+}
+
+export interface ChunkRow {
+  id: number;
+  chunk_name: string;
+  range_start: Date;
+  range_end: Date;
+  status: string;
+  tiered_at: Date | null;
+  last_write_lsn: string | null;
+}
+
+/** The chunks of a ChronoTable, oldest first. */
+export async function chunks(client: pg.Client, table: string, schema = 'public'): Promise<ChunkRow[]> {
+  const { rows } = await client.query<ChunkRow>(
+    `SELECT m.id, m.chunk_name, m.range_start, m.range_end, m.status, m.tiered_at, m.last_write_lsn::text
+       FROM lakets._chunk_metadata m JOIN lakets._chronotable_registry r ON r.id = m.chronotable_id
+      WHERE r.schema_name = $1 AND r.table_name = $2
+      ORDER BY m.range_start`,
+    [schema, table],
+  );
+  return rows;
+}
+
+/** Whether a relation exists (by schema and name, no quoting needed). */
+export async function relationExists(client: pg.Client, schema: string, name: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND c.relname = $2) AS ok`,
+    [schema, name],
+  );
+  return rows[0]!.ok;
+}
+
+/** `schema.name` quoted for SQL. */
+export function qname(schema: string, name: string): string {
+  return `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`;
+}
+
+/** pg_lsn text ordering: compares two LSNs like 0/16B3748. */
+export function lsnCompare(a: string, b: string): number {
+  const value = (l: string) => {
+    const [hi, lo] = l.split('/');
+    return BigInt(`0x${hi}`) * 2n ** 32n + BigInt(`0x${lo}`);
+  };
+  const d = value(a) - value(b);
+  return d < 0n ? -1 : d > 0n ? 1 : 0;
+}
+
+/** A LakeTS ChronoTable (`ts timestamptz, v int`) with rows at the given times, plus its registry id. */
+export async function makeChronotable(
+  client: pg.Client,
+  table: string,
+  options: { interval?: string; rows?: Date[]; schema?: string } = {},
+): Promise<number> {
+  const schema = options.schema ?? 'public';
+  const rel = qname(schema, table);
+  await client.query(`CREATE TABLE ${rel} (ts timestamptz NOT NULL, v int)`);
+  const rows = options.rows ?? [];
+  if (rows.length > 0) {
+    await client.query(
+      `INSERT INTO ${rel} (ts, v) SELECT t, ord::int FROM unnest($1::timestamptz[]) WITH ORDINALITY u(t, ord)`,
+      [rows],
+    );
+  }
+  const { rows: created } = await client.query<{ id: number }>(
+    'SELECT lakets.create_chronotable($1, $2, $3::interval, $4) AS id',
+    [table, 'ts', options.interval ?? '1 day', schema],
+  );
+  return created[0]!.id;
+}
+
+/** now() on the server, in ms. */
+export async function serverNow(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
+  return rows[0]!.now.getTime();
+}
