@@ -72,6 +72,8 @@ AS $$
   WITH up AS (
     INSERT INTO lakets._rollup_invalidation_log AS l (rollup_id, bucket_start)
     SELECT p_rollup_id, b FROM (SELECT DISTINCT unnest(p_buckets) AS b) s WHERE b IS NOT NULL
+    -- One lock order for every writer: statements logging the same buckets queue, never deadlock.
+    ORDER BY b
     ON CONFLICT (rollup_id, bucket_start)
       DO UPDATE SET invalidated_at = now(), generation = l.generation + 1
     RETURNING 1
@@ -184,7 +186,8 @@ BEGIN
 END;
 $$;
 
--- The windowed form of a RollUp's query (see the header), or NULL when it cannot be built.
+-- The windowed form of a RollUp's query (see the header); when that does not plan, the query deparsed
+-- (schema-qualified) without the window.
 -- Not pinned to a search_path: the query is resolved as its author wrote it, in their session.
 CREATE FUNCTION lakets._build_refresh_query(p_rollup_id int) RETURNS text
 LANGUAGE plpgsql
@@ -197,6 +200,7 @@ DECLARE
   v_window text;
   v_pattern text;
   v_time text;
+  v_plain text;
   v_path text := current_setting('search_path');
 BEGIN
   SELECT * INTO r FROM lakets._rollup_registry WHERE id = p_rollup_id;
@@ -207,6 +211,9 @@ BEGIN
   PERFORM set_config('search_path', 'pg_catalog', true);
   v_text := pg_get_viewdef(v_view);
   PERFORM set_config('search_path', v_path, true);
+  -- The fallback when the windowed form does not plan: query_text itself cannot be, since refreshes
+  -- run with a pinned search_path and would not resolve the author's unqualified names.
+  v_plain := rtrim(rtrim(v_text), ';');
   FOR v_src IN
     SELECT DISTINCT d.refobjid::regclass AS rel, n.nspname, c.relname
       FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid
@@ -236,8 +243,8 @@ BEGIN
     PERFORM set_config('lakets.window_hi', 'infinity', true);
     EXECUTE format('SELECT * FROM (%s) q LIMIT 0', v_text);
   EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'lakets: RollUp % will refresh with its query as written (%)', r.name, SQLERRM;
-    RETURN NULL;
+    RAISE NOTICE 'lakets: RollUp % will refresh with its query as written, without the time window (%)', r.name, SQLERRM;
+    RETURN v_plain;
   END;
   RETURN v_text;
 END;
@@ -359,13 +366,21 @@ BEGIN
   PERFORM lakets._refresh_range(r.id, v_lo, 'infinity');
 
   IF v_starts IS NOT NULL THEN
+    -- SKIP LOCKED: an entry locked by a writer is being re-invalidated (its generation will not
+    -- match) and stays; waiting for that writer could deadlock with it, as a writer that finds the
+    -- fence taken may in turn wait for entries this refresh has deleted.
     DELETE FROM lakets._rollup_invalidation_log l
-     USING unnest(v_starts, v_gens) AS seen(bucket_start, generation)
-     WHERE l.rollup_id = r.id AND l.bucket_start = seen.bucket_start AND l.generation = seen.generation;
+     WHERE l.id IN (SELECT x.id FROM lakets._rollup_invalidation_log x
+                      JOIN unnest(v_starts, v_gens) AS seen(bucket_start, generation)
+                        ON x.bucket_start = seen.bucket_start AND x.generation = seen.generation
+                     WHERE x.rollup_id = r.id
+                       FOR UPDATE OF x SKIP LOCKED);
   END IF;
   EXECUTE format('SELECT max(%I) FROM %s', r.bucket_column, r.rollup_table) INTO v_lo;
+  -- The max materialized bucket, NULL once nothing is: an old watermark kept over an emptied table
+  -- would hide rows written again below it from every later refresh.
   UPDATE lakets._rollup_registry
-     SET watermark = coalesce(v_lo, watermark), last_refreshed_at = now()
+     SET watermark = v_lo, last_refreshed_at = now()
    WHERE id = r.id;
   RETURN true;
 END;
@@ -567,9 +582,53 @@ AS $$
 DECLARE
   o record;
   v_failed int[] := '{}';
+  v_busy int[] := '{}';
+  v_unfenced int[] := '{}';
   v_blocker text;
   v_t0 timestamptz;
+  v_lock_timeout text := current_setting('lock_timeout');
 BEGIN
+  -- Cascades run one after another (waiting like DDL, lock_timeout applies). Side by side, the
+  -- second would find the RollUps the first is refreshing locked and skip them, leaving the
+  -- changes the first one logged for them pending until the next run.
+  BEGIN
+    PERFORM pg_advisory_xact_lock(74170012, 0);
+  EXCEPTION WHEN lock_not_available THEN
+    FOR o IN SELECT * FROM lakets._rollup_order(p_name) ORDER BY refresh_order LOOP
+      RAISE NOTICE 'lakets: RollUp % skipped: another cascade is refreshing it', o.rollup_name;
+      rollup_name := o.rollup_name;
+      refreshed := false;
+      refresh_ms := 0;
+      RETURN NEXT;
+    END LOOP;
+    RETURN;
+  END;
+  -- Every lock of the RollUps in scope up front, in id order: the refresh lock, then the writers'
+  -- fence. Taken one RollUp at a time, a fence would be waited for while holding the invalidation
+  -- entries of the RollUps already refreshed, which a writer holding that fence may be waiting
+  -- for: a deadlock. The refresh lock is waited for briefly only: the cascade before this one may
+  -- still be releasing its locks (Postgres can wake us on the lock above before it has released
+  -- them all); a RollUp another session is refreshing is skipped, as refresh_rollup does.
+  FOR o IN SELECT s.rollup_id, x.invalidation_enabled AND x.source_chronotable_id IS NOT NULL AS fenced
+             FROM lakets._rollup_order(p_name) s JOIN lakets._rollup_registry x ON x.id = s.rollup_id
+            ORDER BY s.rollup_id LOOP
+    PERFORM set_config('lock_timeout', '500ms', true);
+    BEGIN
+      PERFORM pg_advisory_xact_lock(74170010, o.rollup_id);
+    EXCEPTION WHEN lock_not_available THEN
+      v_busy := v_busy || o.rollup_id;
+    END;
+    IF o.fenced AND NOT o.rollup_id = ANY (v_busy) THEN
+      PERFORM set_config('lock_timeout', '5s', true);
+      BEGIN
+        PERFORM pg_advisory_xact_lock(74170011, o.rollup_id);
+      EXCEPTION WHEN lock_not_available THEN
+        v_unfenced := v_unfenced || o.rollup_id;
+      END;
+    END IF;
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
+  END LOOP;
+
   FOR o IN SELECT * FROM lakets._rollup_order(p_name) ORDER BY refresh_order LOOP
     rollup_name := o.rollup_name;
     SELECT string_agg(x.name, ', ') INTO v_blocker FROM lakets._rollup_registry x
@@ -577,6 +636,16 @@ BEGIN
     IF v_blocker IS NOT NULL THEN
       RAISE WARNING 'lakets: RollUp % skipped: it depends on %, which failed', o.rollup_name, v_blocker;
       v_failed := v_failed || o.rollup_id;
+      refreshed := false;
+      refresh_ms := 0;
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    -- Skipped like refresh_rollup skips them (same NOTICEs); not failures.
+    IF o.rollup_id = ANY (v_busy) OR o.rollup_id = ANY (v_unfenced) THEN
+      RAISE NOTICE 'lakets: RollUp % skipped: %', o.rollup_name,
+        CASE WHEN o.rollup_id = ANY (v_busy) THEN 'another session is refreshing it'
+             ELSE 'writes on its source stayed open for 5 s; next run will catch up' END;
       refreshed := false;
       refresh_ms := 0;
       RETURN NEXT;
@@ -623,6 +692,19 @@ BEGIN
     EXECUTE format('DROP TABLE %s', v_rel);
   END IF;
   DELETE FROM lakets._rollup_registry WHERE id = r.id;
+  -- The window view over the source ChronoTable goes with the last RollUp that reads it: left
+  -- behind, it would make drop_chronotable fail (the view depends on the table).
+  IF r.source_chronotable_id IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM lakets._rollup_registry x WHERE x.source_chronotable_id = r.source_chronotable_id) THEN
+    SELECT to_regclass(format('%I.%I', c.schema_name, c.table_name)) INTO v_rel
+      FROM lakets._chronotable_registry c WHERE c.id = r.source_chronotable_id;
+    FOR v_view IN SELECT DISTINCT w.ev_class::regclass AS v FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid
+                   JOIN pg_class c ON c.oid = w.ev_class
+                  WHERE d.refobjid = v_rel AND d.classid = 'pg_rewrite'::regclass
+                    AND c.relnamespace = 'lakets_window'::regnamespace LOOP
+      EXECUTE format('DROP VIEW %s', v_view.v);
+    END LOOP;
+  END IF;
   IF r.source_chronotable_id IS NOT NULL AND r.invalidation_enabled THEN
     PERFORM lakets._apply_triggers(r.source_chronotable_id);
   END IF;

@@ -1,0 +1,313 @@
+// Shared fixtures for the RollUp tests: a source ChronoTable (ts, device, v, id), RollUp creation,
+// NOTICE/WARNING capture, and "from scratch" comparisons of a RollUp's table with its query.
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+export const MINUTE_MS = 60_000;
+export const HOUR_MS = 60 * MINUTE_MS;
+export const DAY_MS = 24 * HOUR_MS;
+
+/** `schema.name` quoted for SQL. */
+export function qname(schema: string, name: string): string {
+  return `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`;
+}
+
+/** The table of RollUp `name`, as the contract names it: `public._rollup_<name>`. */
+export function rollupTable(name: string): string {
+  return qname('public', `_rollup_${name}`);
+}
+
+/** One source row: time, device, value (and an id the tests use to update or delete it). */
+export interface SourceRow {
+  ts: Date;
+  device: number;
+  v: number;
+  id?: number;
+}
+
+/** Inserts rows into `table` in one statement (one trigger firing per statement). */
+export async function insertRows(client: pg.Client, table: string, rows: SourceRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await client.query(
+    `INSERT INTO ${qname('public', table)} (ts, device, v, id)
+     SELECT * FROM unnest($1::timestamptz[], $2::int[], $3::int[], $4::int[])`,
+    [rows.map((r) => r.ts), rows.map((r) => r.device), rows.map((r) => r.v), rows.map((r) => r.id ?? null)],
+  );
+}
+
+/**
+ * Creates `public.<table> (ts timestamptz, device int, v int, id int)` with `rows`, makes it a
+ * ChronoTable with `chunk` partitions, and makes sure partitions cover [from, to) when given.
+ * Returns the ChronoTable id.
+ */
+export async function makeSource(
+  client: pg.Client,
+  table: string,
+  options: { chunk?: string; rows?: SourceRow[]; cover?: { from: Date; to: Date } } = {},
+): Promise<number> {
+  await client.query(
+    `CREATE TABLE ${qname('public', table)} (ts timestamptz NOT NULL, device int NOT NULL, v int NOT NULL, id int)`,
+  );
+  await insertRows(client, table, options.rows ?? []);
+  const { rows } = await client.query<{ id: number }>(
+    'SELECT lakets.create_chronotable($1, $2, $3::interval) AS id',
+    [table, 'ts', options.chunk ?? '1 day'],
+  );
+  const id = rows[0]!.id;
+  if (options.cover) {
+    await client.query('SELECT lakets._ensure_partitions($1, p_range_start => $2, p_range_end => $3)', [
+      id,
+      options.cover.from,
+      options.cover.to,
+    ]);
+  }
+  return id;
+}
+
+/** Per-device hourly (or other `bucket`) aggregates over `from`: they compose exactly. */
+export function perDeviceQuery(from: string, bucket = '1 hour', timeColumn = 'ts'): string {
+  return `SELECT lakets.time_bucket('${bucket}', ${timeColumn}) AS bucket, device, sum(v)::bigint AS total,
+                 count(*)::bigint AS n, min(v) AS lo, max(v) AS hi
+            FROM ${from} GROUP BY 1, 2`;
+}
+
+/** Re-buckets a perDeviceQuery-shaped RollUp table (per device, or across devices). */
+export function composeQuery(from: string, bucket: string, perDevice = true): string {
+  const device = perDevice ? 'device, ' : '';
+  return `SELECT lakets.time_bucket('${bucket}', bucket) AS bucket, ${device}sum(total)::bigint AS total,
+                 sum(n)::bigint AS n, min(lo) AS lo, max(hi) AS hi
+            FROM ${from} GROUP BY ${perDevice ? '1, 2' : '1'}`;
+}
+
+/** lakets.create_rollup with named arguments; returns the RollUp id. */
+export async function createRollup(
+  client: pg.Client,
+  name: string,
+  query: string,
+  options: { interval?: string; source?: string; dependsOn?: string[] } = {},
+): Promise<number> {
+  const { rows } = await client.query<{ id: number }>(
+    `SELECT lakets.create_rollup(p_name => $1, p_query => $2, p_bucket_interval => $3::interval,
+                                 p_source_table => $4, p_depends_on => $5::text[]) AS id`,
+    [name, query, options.interval ?? '1 hour', options.source ?? null, options.dependsOn ?? []],
+  );
+  return rows[0]!.id;
+}
+
+export async function setLag(client: pg.Client, lag: string, names?: string[]): Promise<void> {
+  await client.query(
+    'UPDATE lakets._rollup_registry SET refresh_lag = $1::interval WHERE $2::text[] IS NULL OR name = ANY ($2)',
+    [lag, names ?? null],
+  );
+}
+
+export async function refresh(client: pg.Client, name: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT lakets.refresh_rollup($1) AS ok', [name]);
+  return rows[0]!.ok;
+}
+
+export interface CascadeRow {
+  rollup_name: string;
+  refreshed: boolean;
+  refresh_ms: number;
+}
+
+export async function cascade(client: pg.Client, name?: string): Promise<CascadeRow[]> {
+  const { rows } = await client.query<CascadeRow>(
+    name === undefined
+      ? 'SELECT * FROM lakets.refresh_rollup_cascade()'
+      : 'SELECT * FROM lakets.refresh_rollup_cascade($1)',
+    name === undefined ? [] : [name],
+  );
+  return rows;
+}
+
+export interface RegistryRow {
+  id: number;
+  name: string;
+  source_chronotable_id: number | null;
+  rollup_table: string;
+  bucket_column: string;
+  watermark: Date | null;
+  depends_on: number[];
+  last_refreshed_at: Date | null;
+  refresh_query: string | null;
+  invalidation_enabled: boolean;
+}
+
+export async function registry(client: pg.Client, name: string): Promise<RegistryRow> {
+  const { rows } = await client.query<RegistryRow>('SELECT * FROM lakets._rollup_registry WHERE name = $1', [
+    name,
+  ]);
+  if (!rows[0]) throw new Error(`no RollUp ${name}`);
+  return rows[0];
+}
+
+/** Max bucket materialized in a RollUp table. */
+export async function maxBucket(client: pg.Client, table: string, column = 'bucket'): Promise<Date | null> {
+  const { rows } = await client.query<{ m: Date | null }>(
+    `SELECT max(${pg.escapeIdentifier(column)}) AS m FROM ${table}`,
+  );
+  return rows[0]!.m;
+}
+
+/** The invalidation log of a RollUp, as ISO bucket starts, ascending. */
+export async function pendingBuckets(client: pg.Client, name: string): Promise<string[]> {
+  const { rows } = await client.query<{ b: Date }>(
+    `SELECT l.bucket_start AS b FROM lakets._rollup_invalidation_log l
+       JOIN lakets._rollup_registry r ON r.id = l.rollup_id
+      WHERE r.name = $1 ORDER BY 1`,
+    [name],
+  );
+  return rows.map((r) => r.b.toISOString());
+}
+
+export interface DiffRow {
+  side: 'missing' | 'extra';
+  bucket: Date;
+  [column: string]: unknown;
+}
+
+/**
+ * Rows that differ between a RollUp's table and its query run from scratch now: `missing` rows are in
+ * the query's result but not the table, `extra` the other way round. `where` restricts both sides
+ * (a SQL condition on their columns, e.g. on `bucket`).
+ */
+export async function diff(
+  client: pg.Client,
+  table: string,
+  query: string,
+  where = 'true',
+  params: unknown[] = [],
+): Promise<DiffRow[]> {
+  const { rows } = await client.query<DiffRow>(
+    `WITH expected AS (SELECT * FROM (${query}) q WHERE ${where}),
+          actual AS (SELECT * FROM ${table} t WHERE ${where})
+     SELECT 'missing' AS side, * FROM (SELECT * FROM expected EXCEPT ALL SELECT * FROM actual) a
+     UNION ALL
+     SELECT 'extra' AS side, * FROM (SELECT * FROM actual EXCEPT ALL SELECT * FROM expected) b
+     ORDER BY bucket, side`,
+    params,
+  );
+  return rows;
+}
+
+/** Number of rows in a table (or any FROM item). */
+export async function count(client: pg.Client, from: string): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${from}`);
+  return rows[0]!.n;
+}
+
+export interface Notice {
+  severity: string;
+  message: string;
+}
+
+/** Records NOTICE/WARNING messages sent to `client`; take() returns and clears them. */
+export function captureNotices(client: pg.Client): { take(): Notice[] } {
+  let seen: Notice[] = [];
+  client.on('notice', (n) => {
+    seen.push({ severity: n.severity ?? '', message: n.message ?? '' });
+  });
+  return {
+    take() {
+      const out = seen;
+      seen = [];
+      return out;
+    },
+  };
+}
+
+/** Runs `fn` and expects it to fail with a message matching `text`; returns the error. */
+export async function expectError(
+  fn: () => Promise<unknown>,
+  text: string | RegExp,
+): Promise<pg.DatabaseError> {
+  let failure: unknown;
+  try {
+    await fn();
+  } catch (error) {
+    failure = error;
+  }
+  if (failure === undefined) throw new Error(`expected an error matching ${String(text)}, but it succeeded`);
+  const message = failure instanceof Error ? failure.message : String(failure);
+  const ok = typeof text === 'string' ? message.includes(text) : text.test(message);
+  if (!ok) throw new Error(`expected an error matching ${String(text)}, got: ${message}`);
+  return failure as pg.DatabaseError;
+}
+
+/** now() on the server, in ms. */
+export async function serverNow(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
+  return rows[0]!.now.getTime();
+}
+
+/** Start of the bucket holding `ms` (date_bin with the LakeTS origin, 2000-01-01 UTC). */
+export function bucketStart(ms: number, intervalMs: number): number {
+  const origin = Date.UTC(2000, 0, 1);
+  return origin + Math.floor((ms - origin) / intervalMs) * intervalMs;
+}
+
+/**
+ * Loads rows with a real server-side `COPY ... FROM 'file'` (COPY fires the statement triggers with
+ * transition tables, like an INSERT). The file is world-readable: the server may run as another OS user.
+ */
+export async function copyRows(client: pg.Client, table: string, rows: SourceRow[]): Promise<void> {
+  const file = join(
+    tmpdir(),
+    `lakets-rollups-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.csv`,
+  );
+  const csv = rows.map((r) => `${r.ts.toISOString()},${r.device},${r.v},${r.id ?? ''}`).join('\n');
+  writeFileSync(file, `${csv}\n`, { mode: 0o644 });
+  chmodSync(file, 0o644);
+  try {
+    await client.query(
+      `COPY ${qname('public', table)} (ts, device, v, id) FROM ${pg.escapeLiteral(file)} WITH (FORMAT csv)`,
+    );
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+/** Waits until `pid` waits for a lock (of `locktype`, default advisory), or fails after `ms`. */
+export async function waitUntilBlocked(
+  client: pg.Client,
+  pid: number,
+  locktype = 'advisory',
+  ms = 10_000,
+): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const { rows } = await client.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND NOT granted AND locktype = $2',
+      [pid, locktype],
+    );
+    if (rows[0]!.n > 0) return;
+    if (Date.now() > until) throw new Error(`backend ${pid} never waited for a ${locktype} lock`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function backendPid(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  return rows[0]!.pid;
+}
+
+/** Deterministic rows: `hours` hours from `startMs`, one row per device (0..devices-1) per hour. */
+export function hourlyRows(startMs: number, hours: number, devices = 3, firstId = 1): SourceRow[] {
+  const out: SourceRow[] = [];
+  let id = firstId;
+  for (let h = 0; h < hours; h++) {
+    for (let d = 0; d < devices; d++) {
+      out.push({
+        ts: new Date(startMs + h * HOUR_MS + (5 + d * 7) * MINUTE_MS),
+        device: d,
+        v: ((h * 7 + d * 13) % 50) - 10,
+        id: id++,
+      });
+    }
+  }
+  return out;
+}
