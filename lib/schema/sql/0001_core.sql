@@ -171,6 +171,17 @@ AS $$
    WHERE chronotable_id = p_chronotable_id AND status <> 'dropped';
 $$;
 
+-- The time values a statement wrote or removed, as a query over its transition tables (named
+-- lakets_new / lakets_old by every LakeTS trigger): shared by the write-LSN and RollUp triggers.
+CREATE FUNCTION lakets._transition_rows(p_op text, p_time_column text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE p_op
+  WHEN 'INSERT' THEN format('SELECT %I AS t FROM lakets_new', p_time_column)
+  WHEN 'DELETE' THEN format('SELECT %I AS t FROM lakets_old', p_time_column)
+  ELSE format('SELECT %1$I AS t FROM lakets_new UNION ALL SELECT %1$I FROM lakets_old', p_time_column)
+END;
+
 -- Statement-level trigger: stamps last_write_lsn on each chunk the statement touched. The LSN is
 -- read when the metadata row is locked (greatest() keeps it monotonic under concurrent writers),
 -- and is the WAL insert position, which is past every record this statement wrote.
@@ -190,11 +201,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  v_sql := CASE TG_OP
-    WHEN 'INSERT' THEN format('SELECT %I AS t FROM lakets_new', v_col)
-    WHEN 'DELETE' THEN format('SELECT %I AS t FROM lakets_old', v_col)
-    ELSE format('SELECT %I AS t FROM lakets_new UNION ALL SELECT %I FROM lakets_old', v_col, v_col)
-  END;
+  v_sql := lakets._transition_rows(TG_OP, v_col);
   EXECUTE format('SELECT array_agg(DISTINCT date_bin($1, t, $2)) FROM (%s) s', v_sql)
      INTO v_starts USING v_interval, lakets._origin();
   IF v_starts IS NOT NULL THEN

@@ -103,11 +103,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  v_rows := CASE TG_OP
-    WHEN 'INSERT' THEN format('SELECT %I AS t FROM lakets_new', v_col)
-    WHEN 'DELETE' THEN format('SELECT %I AS t FROM lakets_old', v_col)
-    ELSE format('SELECT %I AS t FROM lakets_new UNION ALL SELECT %I FROM lakets_old', v_col, v_col)
-  END;
+  v_rows := lakets._transition_rows(TG_OP, v_col);
   EXECUTE format('SELECT min(t) FROM (%s) s', v_rows) INTO v_min;
   IF v_min IS NULL THEN
     RETURN NULL;
