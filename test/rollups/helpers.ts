@@ -200,43 +200,7 @@ export async function count(client: pg.Client, from: string): Promise<number> {
   return rows[0]!.n;
 }
 
-export interface Notice {
-  severity: string;
-  message: string;
-}
-
-/** Records NOTICE/WARNING messages sent to `client`; take() returns and clears them. */
-export function captureNotices(client: pg.Client): { take(): Notice[] } {
-  let seen: Notice[] = [];
-  client.on('notice', (n) => {
-    seen.push({ severity: n.severity ?? '', message: n.message ?? '' });
-  });
-  return {
-    take() {
-      const out = seen;
-      seen = [];
-      return out;
-    },
-  };
-}
-
-/** Runs `fn` and expects it to fail with a message matching `text`; returns the error. */
-export async function expectError(
-  fn: () => Promise<unknown>,
-  text: string | RegExp,
-): Promise<pg.DatabaseError> {
-  let failure: unknown;
-  try {
-    await fn();
-  } catch (error) {
-    failure = error;
-  }
-  if (failure === undefined) throw new Error(`expected an error matching ${String(text)}, but it succeeded`);
-  const message = failure instanceof Error ? failure.message : String(failure);
-  const ok = typeof text === 'string' ? message.includes(text) : text.test(message);
-  if (!ok) throw new Error(`expected an error matching ${String(text)}, got: ${message}`);
-  return failure as pg.DatabaseError;
-}
+export { captureNotices, expectError, type Notice } from '../support/pg-assert.ts';
 
 /** now() on the server, in ms. */
 export async function serverNow(client: pg.Client): Promise<number> {

@@ -62,41 +62,7 @@ export function syncCaughtUp(client: pg.Client, table: string, schema = 'public'
   return setSync(client, table, 'STREAMING', 'current', schema);
 }
 
-export interface Notice {
-  severity: string;
-  message: string;
-}
-
-/** Records NOTICE/WARNING messages sent to `client`; take() returns and clears them. */
-export function captureNotices(client: pg.Client): { take(): Notice[] } {
-  let seen: Notice[] = [];
-  client.on('notice', (n) => {
-    seen.push({ severity: n.severity ?? '', message: n.message ?? '' });
-  });
-  return {
-    take() {
-      const out = seen;
-      seen = [];
-      return out;
-    },
-  };
-}
-
-/** Runs `fn` and expects it to fail with a message containing `text`; returns the error. */
-export async function expectError(
-  fn: () => Promise<unknown>,
-  text: string | RegExp,
-): Promise<pg.DatabaseError> {
-  try {
-    await fn();
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    const ok = typeof text === 'string' ? message.includes(text) : text.test(message);
-    if (!ok) throw new Error(`expected an error matching ${String(text)}, got: ${message}`);
-    return error as pg.DatabaseError;
-  }
-  throw new Error(`expected an error matching ${String(text)}, but it succeeded`);
-}
+export { captureNotices, expectError, type Notice } from '../support/pg-assert.ts';
 
 /** Start of the bucket holding `ms` (date_bin with the LakeTS origin). */
 export function bucketStart(ms: number, intervalMs: number): number {
