@@ -9,7 +9,14 @@ export class ConfigError extends Error {
   /** The environment variable at fault. */
   readonly variable: string;
   constructor(variable: string, message: string) {
-    super(message);
+    // Echoed values may hold characters that log viewers break lines on (JSON.stringify keeps
+    // U+2028/U+2029 as they are): escaped, so that the error stays one line.
+    super(
+      message.replace(
+        /[\r\n\u0085\u2028\u2029]/g,
+        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+      ),
+    );
     this.variable = variable;
   }
 }
@@ -135,11 +142,16 @@ function parseHost(raw: string): string {
   return url.origin;
 }
 
+// Control characters (a pasted line break, a tab) cannot be in a Lakebase role or database name;
+// accepted, they only surfaced later as a login failure that did not name the variable.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
 function parseIdentifier(variable: string, raw: string, what: string): string {
-  if (raw.includes('\0') || Buffer.byteLength(raw, 'utf8') > MAX_IDENTIFIER_BYTES) {
+  if (CONTROL_CHARACTERS.test(raw) || Buffer.byteLength(raw, 'utf8') > MAX_IDENTIFIER_BYTES) {
     throw new ConfigError(
       variable,
-      `${variable} is not a valid Postgres ${what} name (at most 63 bytes, no NUL): set it to the ${what} name as Postgres knows it`,
+      `${variable} is not a valid Postgres ${what} name (at most 63 bytes, no NUL or other control characters): set it to the ${what} name as Postgres knows it`,
     );
   }
   return raw;

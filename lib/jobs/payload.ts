@@ -6,6 +6,16 @@ import type { JobName, JobOptions, TableRef } from './types.ts';
 
 export class PayloadError extends Error {
   override name = 'PayloadError';
+  constructor(message: string) {
+    // Echoed input may hold characters that log viewers break lines on (JSON.stringify keeps
+    // U+2028/U+2029 as they are): escaped, so that the error stays one line.
+    super(
+      message.replace(
+        /[\r\n\u0085\u2028\u2029]/g,
+        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+      ),
+    );
+  }
 }
 
 const FIELDS: Record<JobName, readonly string[]> = {
@@ -16,13 +26,30 @@ const FIELDS: Record<JobName, readonly string[]> = {
 };
 
 const SCHEDULER_FIELDS = new Set(['source', 'scheduleArn', 'scheduledTime', 'executionId', 'attemptNumber']);
+// The envelope of an EventBridge event: any other key is an option, so the event is not a plain
+// schedule (before, any extra key passed: {"source": "aws.events", ..., "dryRun": true} ran for real).
+const EVENTBRIDGE_FIELDS = new Set([
+  'version',
+  'id',
+  'detail-type',
+  'source',
+  'account',
+  'time',
+  'region',
+  'resources',
+  'detail',
+]);
 const MAX_TABLES = 1000;
 const MAX_IDENTIFIER_BYTES = 63;
 
 function isScheduled(event: Record<string, unknown>): boolean {
   if (event['source'] === 'aws.scheduler') return Object.keys(event).every((k) => SCHEDULER_FIELDS.has(k));
   // A classic EventBridge rule event (scheduled rule), should anyone wire one up.
-  return event['source'] === 'aws.events' && event['detail-type'] === 'Scheduled Event';
+  return (
+    event['source'] === 'aws.events' &&
+    event['detail-type'] === 'Scheduled Event' &&
+    Object.keys(event).every((k) => EVENTBRIDGE_FIELDS.has(k))
+  );
 }
 
 export function parseInvocation(job: JobName, event: unknown): JobOptions {

@@ -114,6 +114,24 @@ function action(op: DatabricksOp, target: CallTarget): string {
   return subject ? `${OP_VERB[op]} ${subject}` : OP_VERB[op];
 }
 
+/**
+ * Bounds one attempt. The SDK gives its HTTP agent a socket timeout, but that only emits an event:
+ * nothing aborts the request, so a workspace that accepts the connection and never answers held the
+ * invocation until the Lambda timeout. A late answer of an abandoned attempt is ignored; the timeout
+ * is a network failure (ETIMEDOUT), retried within the retry budget like any other.
+ */
+function deadline<T>(attempt: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(Object.assign(new Error(`no answer within ${ms / 1000} s`), { code: 'ETIMEDOUT' })),
+      ms,
+    );
+  });
+  attempt.catch(() => {});
+  return Promise.race([attempt, expired]).finally(() => clearTimeout(timer));
+}
+
 export class DatabricksSession {
   readonly host: string;
   readonly #options: SessionOptions;
@@ -181,7 +199,7 @@ export class DatabricksSession {
       try {
         const w = await this.#workspace(); // LakebaseErrors from Secrets Manager pass straight through
         this.#options.onCall?.(op);
-        return await fn(w);
+        return await deadline(fn(w), this.#options.httpTimeoutSeconds * 1000);
       } catch (error) {
         if (error instanceof LakebaseError) throw error;
         const failure = classify(error);

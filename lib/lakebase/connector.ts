@@ -32,7 +32,7 @@ export interface ConnectorDeps {
   /** How long a resolved endpoint is trusted. Default 10 minutes. */
   endpointTtlMs?: number;
   connectTimeoutMs?: number;
-  /** Socket inactivity timeout for Databricks API calls. Default 30 s. */
+  /** Timeout of each Databricks API call attempt (socket inactivity, and the attempt as a whole). Default 30 s. */
   httpTimeoutSeconds?: number;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;

@@ -59,7 +59,8 @@ const MAX_MESSAGE = 700;
 
 /** Collapses whitespace and line breaks so that a message is one log line; caps its length. */
 export function oneLine(text: string): string {
-  const flat = text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+  // U+0085, U+2028 and U+2029 too: log viewers break lines on them.
+  const flat = text.replace(/\s*[\r\n\u0085\u2028\u2029]+\s*/g, ' ').trim();
   return flat.length > MAX_MESSAGE ? `${flat.slice(0, MAX_MESSAGE - 3)}...` : flat;
 }
 
