@@ -182,9 +182,37 @@ RETURN CASE p_op
   ELSE format('SELECT %1$I AS t FROM lakets_new UNION ALL SELECT %1$I FROM lakets_old', p_time_column)
 END;
 
--- Statement-level trigger: stamps last_write_lsn on each chunk the statement touched. The LSN is
--- read when the metadata row is locked (greatest() keeps it monotonic under concurrent writers),
--- and is the WAL insert position, which is past every record this statement wrote.
+-- Writes waiting for their commit-time stamp: one row per chunk per writing transaction.
+CREATE TABLE lakets._pending_write (
+  chunk_id int NOT NULL,
+  xid      xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  PRIMARY KEY (chunk_id, xid)
+);
+
+-- Deferred to just before commit: stamps the chunk again, so a transaction that stayed open while
+-- Lakehouse Sync passed its statement-time stamp is not taken as durable once it commits (the
+-- statement-time stamp alone, as in LakeTS, would be). Tiering and Retention wait for the
+-- metadata row or the partition lock such a writer holds, and then see this stamp.
+CREATE FUNCTION lakets._stamp_at_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  UPDATE lakets._chunk_metadata
+     SET last_write_lsn = greatest(coalesce(last_write_lsn, '0/0'::pg_lsn), pg_current_wal_insert_lsn())
+   WHERE id = NEW.chunk_id AND status <> 'dropped';
+  DELETE FROM lakets._pending_write WHERE chunk_id = NEW.chunk_id AND xid = NEW.xid;
+  RETURN NULL;
+END;
+$$;
+
+CREATE CONSTRAINT TRIGGER lakets_stamp_at_commit AFTER INSERT ON lakets._pending_write
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lakets._stamp_at_commit();
+
+-- Statement-level trigger: stamps last_write_lsn on each chunk the statement touched, and queues
+-- the commit-time stamp above (once per chunk and transaction). The LSN is read when the metadata
+-- row is locked (greatest() keeps it monotonic under concurrent writers), and is the WAL insert
+-- position, which is past every record this statement wrote.
 CREATE FUNCTION lakets._stamp_write_lsn() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -205,10 +233,14 @@ BEGIN
   EXECUTE format('SELECT array_agg(DISTINCT date_bin($1, t, $2)) FROM (%s) s', v_sql)
      INTO v_starts USING v_interval, lakets._origin();
   IF v_starts IS NOT NULL THEN
-    UPDATE lakets._chunk_metadata
-       SET last_write_lsn = greatest(coalesce(last_write_lsn, '0/0'::pg_lsn), pg_current_wal_insert_lsn()),
-           last_modified_at = now()
-     WHERE chronotable_id = v_id AND range_start = ANY (v_starts) AND status <> 'dropped';
+    WITH stamped AS (
+      UPDATE lakets._chunk_metadata
+         SET last_write_lsn = greatest(coalesce(last_write_lsn, '0/0'::pg_lsn), pg_current_wal_insert_lsn()),
+             last_modified_at = now()
+       WHERE chronotable_id = v_id AND range_start = ANY (v_starts) AND status <> 'dropped'
+      RETURNING id
+    )
+    INSERT INTO lakets._pending_write (chunk_id) SELECT id FROM stamped ON CONFLICT DO NOTHING;
   END IF;
   RETURN NULL;
 END;
