@@ -2,9 +2,10 @@
 // job runs, rows checked, rows lost, runs ending inconsistent, inputs rejected, log lines scanned)
 // and, when its tests are done, adds its part to this run's collection. Test files run in separate
 // processes, so the parts meet in a directory named after the run (the harness's PostgreSQL
-// cluster is new each run); the file that completes the set writes test/reliability/FIGURES.md
-// (overwritten each run) and prints the table. A partial run (one file alone) prints its own
-// figures and leaves FIGURES.md as it was.
+// cluster is new each run); the file that completes the set prints the table and, when
+// RELIABILITY_FIGURES=write (as `npm run test:reliability` sets), rewrites test/reliability/FIGURES.md
+// — so a plain `npm test` leaves the committed figures alone. A partial run (one file alone) prints
+// its own figures.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -100,6 +101,8 @@ function withLock<T>(dir: string, fn: () => T): T {
   }
 }
 
+const WRITE = process.env['RELIABILITY_FIGURES'] === 'write';
+
 function publish(part: Part): void {
   const dir = join(tmpdir(), `lakets-reliability-${part.runId}`);
   mkdirSync(dir, { recursive: true });
@@ -114,12 +117,12 @@ function publish(part: Part): void {
       .filter((f) => f.endsWith('.test.ts'))
       .map((f) => f.replace(/\.test\.ts$/, ''));
     const complete = expected.every((a) => parts.some((p) => p.area === a));
-    if (complete) writeFileSync(join(HERE, 'FIGURES.md'), render(parts));
+    if (complete && WRITE) writeFileSync(join(HERE, 'FIGURES.md'), render(parts));
     return { parts, complete };
   });
   if (complete) rmSync(dir, { recursive: true, force: true });
   const lines = [`reliability figures, ${part.area}: ${oneFileLine(part)}`];
-  if (complete) lines.push('', render(parts), '(written to test/reliability/FIGURES.md)');
+  if (complete) lines.push('', render(parts), WRITE ? '(written to test/reliability/FIGURES.md)' : '');
   // Printed after the file's own output capture has been restored.
   console.log(lines.join('\n'));
 }
