@@ -170,7 +170,7 @@ describe('warm invocations', () => {
     expect(b).not.toBe(a);
   });
 
-  test('the endpoint is re-resolved after 10 minutes; a credential is reused only with more than 5 minutes left', async () => {
+  test('the endpoint is re-resolved after 24 hours; a credential is reused only with more than 5 minutes left', async () => {
     let now = Date.now();
     const connector = createConnector(world.config(), world.deps({ now: () => now }));
     keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
@@ -182,16 +182,22 @@ describe('warm invocations', () => {
     expect(world.fake.count('listBranches')).toBe(2);
     expect(world.fake.count('credentials')).toBe(1);
 
-    now += 7 * 60_000; // 11 min: endpoint resolved again, credential (49 min left) still reused
+    now += 7 * 60_000; // 11 min: same endpoint, credential (49 min left) still reused
     keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
-    expect(world.fake.count('listBranches')).toBe(4);
-    expect(world.fake.count('getEndpoint')).toBe(2);
+    expect(world.fake.count('listBranches')).toBe(2);
+    expect(world.fake.count('getEndpoint')).toBe(1);
     expect(world.fake.count('credentials')).toBe(1);
 
     now += 45 * 60_000; // 56 min: 4 min left, so a fresh credential, which is the password now
     const client = keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
     expect(world.fake.count('credentials')).toBe(2);
     expect((await client.query('SELECT current_user AS u')).rows[0].u).toBe(world.appId);
+
+    now += 24 * 60 * 60_000; // a day later: the endpoint is resolved again (and a new credential minted)
+    keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
+    expect(world.fake.count('listBranches')).toBe(4);
+    expect(world.fake.count('getEndpoint')).toBe(2);
+    expect(world.fake.count('credentials')).toBe(3);
 
     // The old token really stopped being the password.
     const stale = new pg.Client({
