@@ -30,11 +30,20 @@ const PLAN_SQL = `
 
 export const retention: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
-  for (const t of await policyTables(ctx, KINDS, items)) {
+  const tables = await policyTables(ctx, KINDS, items);
+  // The live chunks of every table in one round trip: they name the chunks in LakeTS's NOTICEs and
+  // tell which ones a call dropped, so each table then costs just its execute_retention() call.
+  const { rows } = await ctx.db.query<{ id: number; chunks: string[] }>(
+    `SELECT chronotable_id AS id, array_agg(chunk_name) AS chunks FROM lakets._chunk_metadata
+      WHERE chronotable_id = ANY ($1::int[]) AND status IN ('active', 'tiered') GROUP BY 1`,
+    [tables.map((t) => t.id)],
+  );
+  const live = new Map(rows.map((r) => [r.id, r.chunks]));
+  for (const t of tables) {
     if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
     const started = Date.now();
     try {
-      items.push(...(ctx.options.dryRun ? await plan(ctx, t) : await enforce(ctx, t)));
+      items.push(...(ctx.options.dryRun ? await plan(ctx, t) : await enforce(ctx, t, live.get(t.id) ?? [])));
     } catch (error) {
       items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
     }
@@ -69,13 +78,8 @@ async function plan({ db, options }: JobContext, t: ChronoTable): Promise<ItemRe
   ];
 }
 
-async function enforce({ db, options }: JobContext, t: ChronoTable): Promise<ItemResult[]> {
+async function enforce({ db, options }: JobContext, t: ChronoTable, before: string[]): Promise<ItemResult[]> {
   const started = Date.now();
-  const live = await db.query<{ chunk_name: string }>(
-    `SELECT chunk_name FROM lakets._chunk_metadata WHERE chronotable_id = $1 AND status IN ('active', 'tiered')`,
-    [t.id],
-  );
-  const before = live.rows.map((r) => r.chunk_name);
   const { result, notices } = await withNotices(db, () =>
     db.query<{ dropped: number }>('SELECT lakets.execute_retention($1, $2, $3) AS dropped', [
       t.table,
@@ -83,10 +87,15 @@ async function enforce({ db, options }: JobContext, t: ChronoTable): Promise<Ite
       options.force,
     ]),
   );
-  const gone = await db.query<{ chunk_name: string }>(
-    `SELECT chunk_name FROM lakets._chunk_metadata WHERE chronotable_id = $1 AND status = 'dropped' AND chunk_name = ANY ($2::text[])`,
-    [t.id, before],
-  );
+  const count = Number(result.rows[0]?.dropped ?? 0);
+  const gone =
+    count === 0
+      ? { rows: [] }
+      : await db.query<{ chunk_name: string }>(
+          `SELECT chunk_name FROM lakets._chunk_metadata
+            WHERE chronotable_id = $1 AND status = 'dropped' AND chunk_name = ANY ($2::text[])`,
+          [t.id, before],
+        );
   const dropped = new Set(gone.rows.map((r) => r.chunk_name));
   const byChunk = noticesByChunk(notices, before);
   const chunks: ItemResult[] = [];
@@ -100,7 +109,6 @@ async function enforce({ db, options }: JobContext, t: ChronoTable): Promise<Ite
     const failed = notices.some((n) => n.startsWith('WARNING') && n.includes(`chunk ${name}: `));
     chunks.push({ kind: 'chunk', name, outcome: failed ? 'failed' : 'deferred', reason });
   }
-  const count = Number(result.rows[0]?.dropped ?? 0);
   const table: ItemResult = {
     kind: 'table',
     name: t.name,

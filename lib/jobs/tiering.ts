@@ -10,20 +10,72 @@ import type { ItemResult, JobContext, JobLogic } from './types.ts';
 
 const KINDS = ['tiering', 'tiered_retention'];
 
-interface Candidate {
-  chunk_name: string;
-  last_write_lsn: string | null;
-  durable: boolean;
+interface Evaluation {
+  id: number;
+  /** Lakehouse Sync's committed LSN for the shadow (NULL: nothing can be proven). */
+  committed: string | null;
+  candidates: Array<{ chunk_name: string; durable: boolean }>;
+}
+
+// Every table's candidates in one round trip (a job over 1,000 tables is then as cheap as the
+// same calls from one psql session); per table only when a table's evaluation fails.
+const EVALUATE_SQL = `
+  SELECT r.id, lakets._cdf_committed_lsn(r.shadow_table_name)::text AS committed,
+         coalesce((SELECT json_agg(json_build_object(
+                            'chunk_name', c.chunk_name,
+                            'durable', coalesce(lakets._cdf_committed_lsn(r.shadow_table_name) >= m.last_write_lsn, false))
+                          ORDER BY c.range_start)
+                     FROM lakets._get_chunks_to_tier(r.table_name, r.schema_name) c
+                     JOIN lakets._chunk_metadata m ON m.id = c.chunk_id), '[]') AS candidates
+    FROM lakets._chronotable_registry r
+   WHERE r.id = ANY ($1::int[])`;
+
+async function evaluate(db: JobContext['db'], ids: number[]): Promise<Map<number, Evaluation>> {
+  const { rows } = await db.query<Evaluation & Record<string, unknown>>(EVALUATE_SQL, [ids]);
+  return new Map(rows.map((r) => [r.id, r]));
 }
 
 export const tiering: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
-  for (const t of await policyTables(ctx, KINDS, items)) {
+  const tables = await policyTables(ctx, KINDS, items);
+  let batch: Map<number, Evaluation> | undefined;
+  try {
+    batch = await evaluate(
+      ctx.db,
+      tables.map((t) => t.id),
+    );
+  } catch {
+    batch = undefined; // one table's error fails the batch: evaluate table by table below
+  }
+  const evaluated: number[] = [];
+  for (const t of tables) {
     if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
     try {
-      await tierTable(ctx, t, items);
+      const evaluation = batch?.get(t.id) ?? (await evaluate(ctx.db, [t.id])).get(t.id);
+      if (!evaluation) throw new Error(`${t.name} is no longer a ChronoTable`);
+      await tierTable(ctx, t, evaluation, items);
+      evaluated.push(t.id);
     } catch (error) {
       items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
+    }
+  }
+  if (!ctx.options.dryRun && evaluated.length > 0) {
+    try {
+      await ctx.db.query(
+        `UPDATE lakets._policy_registry SET last_run_at = now()
+          WHERE chronotable_id = ANY ($1::int[]) AND enabled AND policy_type = ANY ($2::text[])`,
+        [evaluated, KINDS],
+      );
+    } catch (error) {
+      // Never throw past collected items: the report would lose them.
+      for (const t of tables.filter((x) => evaluated.includes(x.id))) {
+        items.push({
+          kind: 'table',
+          name: t.name,
+          outcome: 'failed',
+          reason: `last_run_at not stamped: ${errorLine(error)}`,
+        });
+      }
     }
   }
   return items;
@@ -32,27 +84,19 @@ export const tiering: JobLogic = async (ctx) => {
 async function tierTable(
   { db, options, budget }: JobContext,
   t: ChronoTable,
+  { committed, candidates }: Evaluation,
   items: ItemResult[],
 ): Promise<void> {
-  const { rows } = await db.query<Candidate & Record<string, unknown>>(
-    `SELECT c.chunk_name, m.last_write_lsn::text,
-            coalesce(lakets._cdf_committed_lsn(r.shadow_table_name) >= m.last_write_lsn, false) AS durable
-       FROM lakets._get_chunks_to_tier($1, $2) c
-       JOIN lakets._chunk_metadata m ON m.id = c.chunk_id
-       JOIN lakets._chronotable_registry r ON r.id = m.chronotable_id
-      ORDER BY c.range_start`,
-    [t.table, t.schema],
-  );
-  if (rows.length === 0) {
+  if (candidates.length === 0) {
     items.push({
       kind: 'table',
       name: t.name,
       outcome: 'unchanged',
       count: 0,
-      reason: await whyNoCandidates(db, t),
+      reason: whyNoCandidates(t, committed),
     });
   }
-  for (const c of rows) {
+  for (const c of candidates) {
     if (!mayStart(budget, items, 'chunk', c.chunk_name)) continue;
     const started = Date.now();
     if (options.dryRun) {
@@ -82,22 +126,11 @@ async function tierTable(
     }
     budget.spent(Date.now() - started);
   }
-  if (!options.dryRun) {
-    await db.query(
-      `UPDATE lakets._policy_registry SET last_run_at = now()
-        WHERE chronotable_id = $1 AND enabled AND policy_type = ANY ($2::text[])`,
-      [t.id, KINDS],
-    );
-  }
 }
 
-async function whyNoCandidates(db: JobContext['db'], t: ChronoTable): Promise<string> {
+function whyNoCandidates(t: ChronoTable, committed: string | null): string {
   if (!t.shadow) return 'sync is not enabled, so nothing can be proven durable';
-  const { rows } = await db.query<{ lsn: string | null }>(
-    'SELECT lakets._cdf_committed_lsn($1)::text AS lsn',
-    [t.shadow],
-  );
-  if (rows[0]?.lsn == null) {
+  if (committed === null) {
     return `Lakehouse Sync reports no committed LSN for the shadow ${t.shadow} (not STREAMING, or wal2delta unreadable for this role): fail-closed`;
   }
   return 'no active chunk is older than the tiering policy';

@@ -963,7 +963,12 @@ BEGIN
   SELECT * INTO r FROM lakets._chronotable_registry WHERE id = c.chronotable_id;
   v_rel := to_regclass(format('%I.%I', r.schema_name, substr(c.chunk_name, length(r.schema_name) + 2)));
   IF v_rel IS NOT NULL THEN
-    EXECUTE format('LOCK TABLE %I.%I, %s IN ACCESS EXCLUSIVE MODE', r.schema_name, r.table_name, v_rel);
+    BEGIN
+      EXECUTE format('LOCK TABLE %I.%I, %s IN ACCESS EXCLUSIVE MODE', r.schema_name, r.table_name, v_rel);
+    EXCEPTION WHEN undefined_table THEN
+      -- Another session dropped it while we waited for the lock: its row says so below.
+      v_rel := NULL;
+    END;
   END IF;
   SELECT * INTO c FROM lakets._chunk_metadata WHERE id = p_chunk_id FOR UPDATE;
   IF c.status = 'dropped' THEN
