@@ -1,12 +1,12 @@
 // Calls to the Databricks REST API as the service principal: authentication retried once with a
 // re-read secret, transient failures retried with bounded backoff, and every failure turned into a
 // one-line LakebaseError that names what the service principal is missing.
-import { ApiError, HttpError, type WorkspaceClient } from '@databricks/sdk-experimental';
+import { ApiError, HttpError } from '@databricks/sdk-experimental/dist/apierr.js';
 import { describeError, LakebaseError, type LakebaseErrorCode } from './errors.ts';
 import type { Log } from './log.ts';
 import { backoffDelay, type RetryPolicy } from './retry.ts';
 import type { CredentialSource } from './secret.ts';
-import { evictWorkspaceClient, workspaceClient } from './workspace.ts';
+import { evictWorkspaceClient, type WorkspaceClient, workspaceClient } from './workspace.ts';
 
 export type DatabricksOp = 'listBranches' | 'listEndpoints' | 'getEndpoint' | 'generateCredential' | 'me';
 

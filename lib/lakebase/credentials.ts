@@ -101,7 +101,18 @@ export class IdentityCache {
   async userName(): Promise<string> {
     // Keyed by client id: a secret rotated to another service principal means another identity.
     if (this.#cached && this.#cached.clientId === this.#session.clientId) return this.#cached.userName;
-    const me = await this.#session.call('me', { project: this.#project }, (w) => w.currentUser.me());
+    const me = await this.#session.call(
+      'me',
+      { project: this.#project },
+      (w) =>
+        // What the SDK's currentUser.me() sends.
+        w.apiClient.request({
+          path: '/api/2.0/preview/scim/v2/Me',
+          method: 'GET',
+          headers: new Headers({ Accept: 'application/json' }),
+          raw: false,
+        }) as Promise<{ userName?: string }>,
+    );
     const userName = me.userName;
     if (typeof userName !== 'string' || userName === '') {
       throw new LakebaseError(

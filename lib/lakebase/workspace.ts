@@ -1,7 +1,11 @@
-// The Databricks WorkspaceClient (M2M OAuth as the service principal), kept per process so that warm
+// The Databricks API client (M2M OAuth as the service principal), kept per process so that warm
 // invocations reuse its discovered OIDC endpoints and its OAuth token (valid about an hour).
+// Built from the SDK's Config and ApiClient, which is what WorkspaceClient wraps: importing
+// WorkspaceClient would pull every typed service of the SDK (over 1 MB) into each Lambda bundle,
+// and we call REST paths only.
 import { createHash } from 'node:crypto';
-import { WorkspaceClient } from '@databricks/sdk-experimental';
+import { ApiClient } from '@databricks/sdk-experimental/dist/api-client.js';
+import { Config } from '@databricks/sdk-experimental/dist/config/Config.js';
 import type { ClientCredentials } from './secret.ts';
 
 export interface WorkspaceOptions {
@@ -14,6 +18,11 @@ export interface WorkspaceOptions {
   httpTimeoutSeconds: number;
 }
 
+/** The part of the SDK's WorkspaceClient we use. */
+export interface WorkspaceClient {
+  readonly apiClient: ApiClient;
+}
+
 const clients = new Map<string, WorkspaceClient>();
 
 // The key includes a digest of the secret, so a rotated secret gets a fresh client (and token).
@@ -23,20 +32,18 @@ function keyOf(host: string, credentials: ClientCredentials, options: WorkspaceO
 }
 
 function create(host: string, credentials: ClientCredentials, options: WorkspaceOptions): WorkspaceClient {
-  return new WorkspaceClient(
-    {
-      host,
-      authType: 'oauth-m2m',
-      clientId: credentials.clientId,
-      clientSecret: credentials.clientSecret,
-      retryTimeoutSeconds: options.retryTimeoutSeconds,
-      httpTimeoutSeconds: options.httpTimeoutSeconds,
-      // Configuration is parsed once by lib/config.ts: keep the SDK from also reading DATABRICKS_*
-      // variables or ~/.databrickscfg, which could silently change who we authenticate as.
-      loaders: [],
-    },
-    { product: 'lakets-jobs-aws', productVersion: '0.1.0' },
-  );
+  const config = new Config({
+    host,
+    authType: 'oauth-m2m',
+    clientId: credentials.clientId,
+    clientSecret: credentials.clientSecret,
+    retryTimeoutSeconds: options.retryTimeoutSeconds,
+    httpTimeoutSeconds: options.httpTimeoutSeconds,
+    // Configuration is parsed once by lib/config.ts: keep the SDK from also reading DATABRICKS_*
+    // variables or ~/.databrickscfg, which could silently change who we authenticate as.
+    loaders: [],
+  });
+  return { apiClient: new ApiClient(config, { product: 'lakets-jobs-aws', productVersion: '0.1.0' }) };
 }
 
 /** The cached client for these credentials, created on first use. Returns whether it was new. */
