@@ -29,7 +29,7 @@ export interface ConnectorDeps {
   /** Extra PEM CA for Postgres TLS, trusted besides the system roots (tests). */
   extraCa?: string;
   retry?: RetryPolicy;
-  /** How long a resolved endpoint is trusted. Default 24 hours. */
+  /** How long a resolved endpoint is trusted. Default 25 hours. */
   endpointTtlMs?: number;
   connectTimeoutMs?: number;
   /** Timeout of each Databricks API call attempt (socket inactivity, and the attempt as a whole). Default 30 s. */
@@ -180,9 +180,10 @@ function databricksConnector(
   const resolver = new EndpointResolver(session, {
     project: config.project,
     ...(config.endpoint ? { pinned: config.endpoint } : {}),
-    // Long enough that warm invocations one schedule period apart (up to a day) make no resolution
-    // calls; an unreachable endpoint is forgotten at once (below), so a moved one costs one failed run.
-    ttlMs: deps.endpointTtlMs ?? 24 * 60 * 60_000,
+    // Longer than the longest schedule period (a day), so warm invocations one period apart make no
+    // resolution calls; an unreachable endpoint is forgotten at once (below), so a moved one costs
+    // one failed run.
+    ttlMs: deps.endpointTtlMs ?? 25 * 60 * 60_000,
     now,
     log,
     onResolve: () => {

@@ -170,7 +170,7 @@ describe('warm invocations', () => {
     expect(b).not.toBe(a);
   });
 
-  test('the endpoint is re-resolved after 24 hours; a credential is reused only with more than 5 minutes left', async () => {
+  test('the endpoint is kept across a daily schedule period and re-resolved after 25 hours; a credential is reused only with more than 5 minutes left', async () => {
     let now = Date.now();
     const connector = createConnector(world.config(), world.deps({ now: () => now }));
     keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
@@ -193,11 +193,16 @@ describe('warm invocations', () => {
     expect(world.fake.count('credentials')).toBe(2);
     expect((await client.query('SELECT current_user AS u')).rows[0].u).toBe(world.appId);
 
-    now += 24 * 60 * 60_000; // a day later: the endpoint is resolved again (and a new credential minted)
+    now += 24 * 60 * 60_000 - 56 * 60_000; // a day after the first run: same endpoint, a new credential
+    keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
+    expect(world.fake.count('listBranches')).toBe(2);
+    expect(world.fake.count('credentials')).toBe(3);
+
+    now += 60 * 60_000 + 1; // past 25 h: the endpoint is resolved again (and a new credential minted)
     keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
     expect(world.fake.count('listBranches')).toBe(4);
     expect(world.fake.count('getEndpoint')).toBe(2);
-    expect(world.fake.count('credentials')).toBe(3);
+    expect(world.fake.count('credentials')).toBe(4);
 
     // The old token really stopped being the password.
     const stale = new pg.Client({
