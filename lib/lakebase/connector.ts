@@ -180,9 +180,9 @@ function databricksConnector(
   const resolver = new EndpointResolver(session, {
     project: config.project,
     ...(config.endpoint ? { pinned: config.endpoint } : {}),
-    // Longer than the longest schedule period (a day), so warm invocations one period apart make no
-    // resolution calls; an unreachable endpoint is forgotten at once (below), so a moved one costs
-    // one failed run.
+    // Counted from the last connection that worked through it, and longer than the longest schedule
+    // period (a day): warm invocations one period apart make no resolution calls. An unreachable
+    // endpoint is forgotten at once (below), so a moved one costs one failed run.
     ttlMs: deps.endpointTtlMs ?? 25 * 60 * 60_000,
     now,
     log,
@@ -249,6 +249,7 @@ function databricksConnector(
         }
       }
       stats.connections += 1;
+      resolver.confirm(endpoint);
       lastConnection = {
         mode: 'databricks',
         user,

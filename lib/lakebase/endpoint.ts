@@ -100,6 +100,11 @@ export class EndpointResolver {
   }
 
   /** Forgets the cached endpoint (e.g. its host stopped answering). */
+  /** A connection through the cached endpoint just worked: it stays trusted for another TTL. */
+  confirm(endpoint: ResolvedEndpoint): void {
+    if (this.#cached === endpoint) this.#cached = { ...endpoint, resolvedAt: this.#options.now() };
+  }
+
   invalidate(): void {
     this.#cached = undefined;
   }

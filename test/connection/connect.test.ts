@@ -170,7 +170,7 @@ describe('warm invocations', () => {
     expect(b).not.toBe(a);
   });
 
-  test('the endpoint is kept across a daily schedule period and re-resolved after 25 hours; a credential is reused only with more than 5 minutes left', async () => {
+  test('the endpoint is kept while connections through it work, and re-resolved 25 hours after the last; a credential is reused only with more than 5 minutes left', async () => {
     let now = Date.now();
     const connector = createConnector(world.config(), world.deps({ now: () => now }));
     keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
@@ -198,7 +198,7 @@ describe('warm invocations', () => {
     expect(world.fake.count('listBranches')).toBe(2);
     expect(world.fake.count('credentials')).toBe(3);
 
-    now += 60 * 60_000 + 1; // past 25 h: the endpoint is resolved again (and a new credential minted)
+    now += 25 * 60 * 60_000 + 1; // 25 h after the last connection: resolved again, a new credential
     keep(await connector.connect({ applicationName: 'lakets-partition-manager' }));
     expect(world.fake.count('listBranches')).toBe(4);
     expect(world.fake.count('getEndpoint')).toBe(2);
