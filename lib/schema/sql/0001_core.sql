@@ -222,6 +222,8 @@ DECLARE
   v_col text;
   v_interval interval;
   v_sql text;
+  v_min timestamptz;
+  v_max timestamptz;
   v_starts timestamptz[];
 BEGIN
   SELECT time_column, chunk_interval INTO v_col, v_interval
@@ -230,8 +232,17 @@ BEGIN
     RETURN NULL;
   END IF;
   v_sql := lakets._transition_rows(TG_OP, v_col);
-  EXECUTE format('SELECT array_agg(DISTINCT date_bin($1, t, $2)) FROM (%s) s', v_sql)
-     INTO v_starts USING v_interval, lakets._origin();
+  -- Most statements write into one chunk: min and max settle that in one cheap pass; only a
+  -- statement spanning chunks pays for the distinct buckets.
+  EXECUTE format('SELECT min(t), max(t) FROM (%s) s', v_sql) INTO v_min, v_max;
+  IF v_min IS NULL THEN
+    RETURN NULL;
+  ELSIF date_bin(v_interval, v_min, lakets._origin()) = date_bin(v_interval, v_max, lakets._origin()) THEN
+    v_starts := ARRAY[date_bin(v_interval, v_min, lakets._origin())];
+  ELSE
+    EXECUTE format('SELECT array_agg(DISTINCT date_bin($1, t, $2)) FROM (%s) s', v_sql)
+       INTO v_starts USING v_interval, lakets._origin();
+  END IF;
   IF v_starts IS NOT NULL THEN
     WITH stamped AS (
       UPDATE lakets._chunk_metadata
