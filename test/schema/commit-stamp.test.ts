@@ -34,12 +34,17 @@ async function openLateWrite(writer: pg.Client, table: string, daysAgo: number):
 describe('commit-time stamp', () => {
   it('keeps retention from dropping a chunk whose writer committed after Sync passed its statement', async () => {
     await metricsTable(admin, 'cs_ret', 8);
-    await admin.query(`SELECT lakets.add_tiered_retention_policy('cs_ret', interval '1 day', interval '4 days')`);
+    await admin.query(
+      `SELECT lakets.add_tiered_retention_policy('cs_ret', interval '1 day', interval '4 days')`,
+    );
     await admin.query(`SELECT lakets.enable_sync('cs_ret')`);
     const writer = await db.connect();
     const chunk = await openLateWrite(writer, 'cs_ret', 6);
     const statementStamp = (
-      await admin.query<{ lsn: string }>(`SELECT last_write_lsn::text AS lsn FROM lakets._chunk_metadata WHERE chunk_name = $1`, [chunk])
+      await admin.query<{ lsn: string }>(
+        `SELECT last_write_lsn::text AS lsn FROM lakets._chunk_metadata WHERE chunk_name = $1`,
+        [chunk],
+      )
     ).rows[0]?.lsn;
     // Other work commits and Sync reports everything up to the WAL head, past the open statement's stamp.
     await admin.query(`INSERT INTO cs_ret VALUES (now(), 'other', 1)`);
@@ -75,7 +80,9 @@ describe('commit-time stamp', () => {
     const tiered = await admin.query<{ ok: boolean }>(`SELECT lakets.tier_chunk($1) AS ok`, [chunk]);
     expect(tiered.rows[0]?.ok).toBe(false);
     await syncCaughtUp(admin, 'cs_tier');
-    expect((await admin.query<{ ok: boolean }>(`SELECT lakets.tier_chunk($1) AS ok`, [chunk])).rows[0]?.ok).toBe(true);
+    expect(
+      (await admin.query<{ ok: boolean }>(`SELECT lakets.tier_chunk($1) AS ok`, [chunk])).rows[0]?.ok,
+    ).toBe(true);
     const pending = await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM lakets._pending_write`);
     expect(pending.rows[0]?.n).toBe(0);
   });
