@@ -7,7 +7,7 @@ import type { ItemResult, JobLogic } from './types.ts';
 
 // What _ensure_partitions would create with its defaults (past 1, future 3), for a dry run.
 const MISSING_SQL = `
-  SELECT count(*)::int AS missing, min(s) AS first_start
+  SELECT count(*)::int AS missing
     FROM lakets._chronotable_registry r,
          LATERAL (SELECT date_bin(r.chunk_interval, now(), timestamptz '2000-01-01 00:00:00+00') AS base) b,
          generate_series(b.base - r.chunk_interval, b.base + 3 * r.chunk_interval, r.chunk_interval) s

@@ -6,7 +6,6 @@ import type { ItemResult, JobContext, Queryable, TableRef } from './types.ts';
 export interface ChronoTable extends TableRef {
   id: number;
   shadow: string | null;
-  syncEnabled: boolean;
   /** Whether the table has an enabled policy of the kinds the job asked about. */
   hasPolicy: boolean;
   name: string;
@@ -26,10 +25,9 @@ export async function chronoTables(
     schema_name: string;
     table_name: string;
     shadow_table_name: string | null;
-    sync_enabled: boolean;
     has_policy: boolean;
   }>(
-    `SELECT r.id, r.schema_name, r.table_name, r.shadow_table_name, r.sync_enabled,
+    `SELECT r.id, r.schema_name, r.table_name, r.shadow_table_name,
             EXISTS (SELECT 1 FROM lakets._policy_registry p
                      WHERE p.chronotable_id = r.id AND p.enabled AND p.policy_type = ANY ($1::text[])) AS has_policy
        FROM lakets._chronotable_registry r
@@ -42,7 +40,6 @@ export async function chronoTables(
       ...ref,
       id: r.id,
       shadow: r.shadow_table_name,
-      syncEnabled: r.sync_enabled,
       hasPolicy: r.has_policy,
       name: formatTable(ref),
     };

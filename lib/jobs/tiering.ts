@@ -137,7 +137,7 @@ function whyNoCandidates(t: ChronoTable, committed: string | null): string {
 }
 
 /** The reason LakeTS gave for this chunk, without its "lakets: ... chunk X:" prefix. */
-export function reasonFrom(notices: string[], chunk: string): string {
+function reasonFrom(notices: string[], chunk: string): string {
   const marker = `chunk ${chunk}: `;
   for (const n of notices) {
     const at = n.indexOf(marker);

@@ -287,6 +287,7 @@ DECLARE
   v_existing lakets._chunk_metadata;
   v_created int := 0;
   v_new regclass[] := '{}';
+  v_tracking boolean;
 BEGIN
   IF p_past_count < 0 OR p_future_count < 0 THEN
     RAISE EXCEPTION 'lakets: p_past_count and p_future_count must be >= 0 (got %, %)', p_past_count, p_future_count
@@ -297,6 +298,7 @@ BEGIN
     RAISE EXCEPTION 'lakets: no ChronoTable with id %', p_chronotable_id
       USING ERRCODE = 'undefined_table', HINT = 'see lakets._chronotable_registry for the ids';
   END IF;
+  v_tracking := lakets._write_tracking_enabled(r.id);
   v_parent := to_regclass(format('%I.%I', r.schema_name, r.table_name));
   IF v_parent IS NULL THEN
     RAISE EXCEPTION 'lakets: ChronoTable %.% is registered but the table is missing',
@@ -331,7 +333,7 @@ BEGIN
       END IF;
       INSERT INTO lakets._chunk_metadata AS m (chronotable_id, chunk_name, range_start, range_end, status, last_write_lsn)
       VALUES (r.id, r.schema_name || '.' || v_name, v_start, v_end, 'active',
-              CASE WHEN lakets._write_tracking_enabled(r.id) THEN pg_current_wal_insert_lsn() END)
+              CASE WHEN v_tracking THEN pg_current_wal_insert_lsn() END)
       ON CONFLICT (chronotable_id, range_start) DO UPDATE
          SET status = 'active', tiered_at = NULL, range_end = excluded.range_end,
              chunk_name = excluded.chunk_name, last_write_lsn = excluded.last_write_lsn,
