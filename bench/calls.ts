@@ -83,11 +83,8 @@ async function runJobProcess(ctx: BenchContext, job: JobName, database: string, 
         ],
       },
     },
-    onCredential: async ({ token, expireTime }) => {
-      await admin.query(
-        `ALTER ROLE ${pg.escapeIdentifier(appId)} PASSWORD ${pg.escapeLiteral(token)} VALID UNTIL ${pg.escapeLiteral(expireTime.toISOString())}`,
-      );
-    },
+    // A minted credential becomes the password of the service principal's role.
+    postgres: admin,
   });
   const sm = await startFakeSecretsManager({
     secrets: { [secretId]: JSON.stringify({ client_id: appId, client_secret: clientSecret }) },

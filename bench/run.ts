@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createFakeTls } from '../dev/fake-tls.ts';
 import { type LocalPostgres, startLocalPostgres } from '../dev/local-postgres.ts';
 import { BENCH_DIR, type BenchContext, fmtMs, type Row, type SectionResult } from './lib.ts';
 
@@ -66,8 +67,12 @@ let server: LocalPostgres | undefined;
 let current: ReturnType<typeof spawn> | undefined;
 let interrupted = false;
 
+// The fakes' CA, in NODE_EXTRA_CA_CERTS of every section process (they inherit this environment).
+const fakeCa = createFakeTls();
+
 function cleanupSync(): void {
   rmSync(tmp, { recursive: true, force: true });
+  rmSync(fakeCa.dir, { recursive: true, force: true });
 }
 process.on('exit', cleanupSync);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

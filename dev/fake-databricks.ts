@@ -1,6 +1,11 @@
 // A small local stand-in for a Databricks workspace, on 127.0.0.1, for tests, the demo and the
 // benchmarks. It answers what the connection library uses, in the documented JSON shapes, and is
-// driven by the real SDK WorkspaceClient:
+// driven by the real SDK WorkspaceClient. It is at least as strict as the real service: HTTPS only
+// (a certificate from the fakes' CA, dev/fake-tls.ts), 415 for a JSON body without
+// `Content-Type: application/json`, error bodies with a google.rpc.RequestInfo `details` entry,
+// opaque page tokens (an unknown one is a 400), resources with `status` only (`spec` is input-only),
+// OAuth tokens that expire, and Postgres credentials that log in only as the caller's own role or
+// as a group role (named in `group_name`) the caller really is a member of.
 //   GET  /oidc/.well-known/oauth-authorization-server   OIDC discovery
 //   POST /oidc/v1/token                                  client_credentials (Basic auth or form)
 //   GET  /api/2.0/preview/scim/v2/Me                     the service principal
@@ -10,8 +15,11 @@
 //   POST /api/2.0/postgres/credentials                   {"endpoint"} -> {"token","expire_time"}
 // It counts requests per route and can inject faults (status codes, delays) per route.
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type pg from 'pg';
+import { fakeTls, type ServerCertificate } from './fake-tls.ts';
 
 export type FakeRoute =
   | 'oidc'
@@ -47,6 +55,13 @@ export interface MintedCredential {
   endpoint: string;
   /** SCIM userName of the identity that asked (the service principal's application id). */
   identity: string;
+  /** The request's group_name, if any. */
+  groupName?: string;
+  /**
+   * The role the credential logs in as: the identity's own, or the group when the identity is a
+   * member of it (real Postgres membership); undefined when it logs in as nothing.
+   */
+  role?: string;
   expireTime: Date;
 }
 
@@ -64,8 +79,15 @@ export interface FakeDatabricksOptions {
   credentialTtlMs?: number;
   /** Lifetime (expires_in) of OAuth access tokens. Default 3600 s. */
   accessTokenTtlSeconds?: number;
-  /** Runs before a minted credential is returned (tests make the token the role's real password). */
+  /**
+   * The Postgres cluster of the endpoints, as a superuser: a minted credential becomes the password
+   * of the role it logs in as (until it expires), so logins are checked by the real server.
+   */
+  postgres?: pg.ClientBase;
+  /** Runs before a minted credential is returned (observation). */
   onCredential?: (credential: MintedCredential) => void | Promise<void>;
+  /** Certificate the server presents. Default: the fakes' CA's localhost certificate. */
+  certificate?: ServerCertificate;
 }
 
 export interface FakeFault {
@@ -103,6 +125,8 @@ export interface FakeDatabricks {
   setClientSecret(secret: string): void;
   /** Invalidates every issued OAuth access token (API calls then answer 401). */
   revokeAccessTokens(): void;
+  /** Lifetime (expires_in) of OAuth access tokens issued from now on. */
+  setAccessTokenTtl(seconds: number): void;
   setCredentialTtl(ms: number): void;
   /** Every Postgres credential minted, and every OAuth token issued (tests check none leaks). */
   minted: MintedCredential[];
@@ -154,18 +178,18 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+// The real shape: a RequestInfo detail without `metadata` (which @databricks/sdk-experimental
+// 0.17 fails to parse, so clients must read the body themselves).
 const apiError = (status: number, message: string, errorCode = DEFAULT_ERROR_CODE[status] ?? 'UNKNOWN') => ({
   error_code: errorCode,
   message,
+  details: [
+    { '@type': 'type.googleapis.com/google.rpc.RequestInfo', request_id: randomUUID(), serving_data: '' },
+  ],
 });
 
-/** Opaque page tokens: the offset, encoded so that clients cannot rely on it. */
-const pageToken = (offset: number) => Buffer.from(`offset:${offset}`).toString('base64url');
-function offsetOf(token: string | null): number | undefined {
-  if (!token) return 0;
-  const m = /^offset:(\d+)$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
-  return m ? Number(m[1]) : undefined;
-}
+const isJson = (req: IncomingMessage) =>
+  /^application\/json\s*(;|$)/i.test(String(req.headers['content-type'] ?? ''));
 
 export async function startFakeDatabricks(options: FakeDatabricksOptions): Promise<FakeDatabricks> {
   let clientSecret = options.clientSecret;
@@ -179,15 +203,22 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
   const minted: MintedCredential[] = [];
   const accessTokens: string[] = [];
   const spId = String(Math.floor(Math.random() * 1e15));
+  let accessTokenTtl = tokenTtl;
   let url = '';
+  // Opaque page tokens: random strings the server remembers; a client cannot make or decode one.
+  const pageTokens = new Map<string, number>();
 
   function page<T>(items: T[], query: URLSearchParams): { items: T[]; next?: string } | undefined {
-    const offset = offsetOf(query.get('page_token'));
+    const token = query.get('page_token');
+    const offset = token ? pageTokens.get(token) : 0;
     if (offset === undefined) return undefined;
     const asked = Number(query.get('page_size') ?? maxPage);
     const size = Math.max(1, Math.min(maxPage, Number.isFinite(asked) && asked > 0 ? asked : maxPage));
     const slice = items.slice(offset, offset + size);
-    return offset + size < items.length ? { items: slice, next: pageToken(offset + size) } : { items: slice };
+    if (offset + size >= items.length) return { items: slice };
+    const next = randomBytes(18).toString('base64url');
+    pageTokens.set(next, offset + size);
+    return { items: slice, next };
   }
 
   const branchJson = (project: string, b: FakeBranch) => ({
@@ -197,7 +228,6 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
     branch_id: b.id,
     create_time: '2026-01-05T10:00:00Z',
     update_time: '2026-01-05T10:00:00Z',
-    spec: { no_expiry: true },
     status: { default: b.default === true, current_state: 'READY', is_protected: false, branch_id: b.id },
   });
 
@@ -208,7 +238,6 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
     endpoint_id: e.id,
     create_time: '2026-01-05T10:00:00Z',
     update_time: '2026-01-05T10:00:00Z',
-    spec: { endpoint_type: e.type, autoscaling_limit_min_cu: 0.5, autoscaling_limit_max_cu: 2 },
     status: {
       endpoint_type: e.type,
       current_state: e.host ? 'ACTIVE' : 'INIT',
@@ -258,6 +287,12 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
           scopes_supported: ['all-apis', 'offline_access'],
         });
       case 'token': {
+        if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(String(req.headers['content-type'] ?? ''))) {
+          return send(res, 400, {
+            error: 'invalid_request',
+            error_description: 'Content-Type must be application/x-www-form-urlencoded',
+          });
+        }
         const form = new URLSearchParams(await readBody(req));
         const client = tokenClient(req, form);
         const valid =
@@ -271,12 +306,12 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
             error_description: 'Client authentication failed',
           });
         const token = `fake-at-${randomBytes(24).toString('base64url')}`;
-        issued.set(token, Date.now() + tokenTtl * 1000);
+        issued.set(token, Date.now() + accessTokenTtl * 1000);
         accessTokens.push(token);
         return send(res, 200, {
           access_token: token,
           token_type: 'Bearer',
-          expires_in: tokenTtl,
+          expires_in: accessTokenTtl,
           scope: form.get('scope') ?? 'all-apis',
         });
       }
@@ -332,23 +367,49 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
         return send(res, 200, endpointJson(found.project, found.branch, found.endpoint));
       }
       case 'credentials': {
-        let body: { endpoint?: unknown };
+        if (!isJson(req)) {
+          return send(
+            res,
+            415,
+            apiError(
+              415,
+              "Content-Type 'application/json' is required for this request.",
+              'UNSUPPORTED_MEDIA_TYPE',
+            ),
+          );
+        }
+        let body: { endpoint?: unknown; group_name?: unknown };
         try {
-          body = JSON.parse(await readBody(req)) as { endpoint?: unknown };
+          body = JSON.parse(await readBody(req)) as typeof body;
         } catch {
-          return send(res, 400, apiError(400, 'Request body is not JSON.'));
+          return send(res, 400, apiError(400, 'Request body is not JSON.', 'MALFORMED_REQUEST'));
         }
         if (typeof body.endpoint !== 'string')
           return send(res, 400, apiError(400, "Field 'endpoint' is required."));
+        if (
+          body.group_name !== undefined &&
+          (typeof body.group_name !== 'string' || body.group_name === '')
+        ) {
+          return send(res, 400, apiError(400, "Field 'group_name' must be a non-empty string."));
+        }
         if (!findEndpoint(body.endpoint)) {
           return send(res, 404, apiError(404, `Endpoint '${body.endpoint}' does not exist.`));
         }
+        const groupName = body.group_name as string | undefined;
         const credential: MintedCredential = {
           token: `fake-pg-${randomBytes(24).toString('base64url')}`,
           endpoint: body.endpoint,
           identity: userName,
+          ...(groupName === undefined ? {} : { groupName }),
           expireTime: new Date(Date.now() + credentialTtlMs),
         };
+        if (options.postgres) {
+          const role = await loginRole(options.postgres, userName, groupName);
+          if (role) {
+            credential.role = role;
+            await setPassword(options.postgres, role, credential.token, credential.expireTime);
+          }
+        }
         await options.onCredential?.(credential);
         minted.push(credential);
         return send(res, 200, { token: credential.token, expire_time: credential.expireTime.toISOString() });
@@ -362,7 +423,8 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
     }
   }
 
-  const server = createServer((req, res) => {
+  const certificate = options.certificate ?? fakeTls();
+  const server = createServer({ cert: certificate.cert, key: certificate.key }, (req, res) => {
     const { pathname: path, search } = new URL(req.url ?? '/', 'http://x');
     let route: FakeRoute = 'unknown';
     let match: RegExpExecArray = Object.assign([path], { index: 0, input: path }) as RegExpExecArray;
@@ -409,7 +471,7 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   return {
     url,
@@ -427,6 +489,9 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
       clientSecret = secret;
     },
     revokeAccessTokens: () => issued.clear(),
+    setAccessTokenTtl: (seconds) => {
+      accessTokenTtl = seconds;
+    },
     setCredentialTtl: (ms) => {
       credentialTtlMs = ms;
     },
@@ -439,6 +504,38 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * The role a credential of `identity` logs in as: its own role, or `group` if `identity` is a
+ * member of it (directly or through other groups); undefined if that role, or the membership, does
+ * not exist. Checked against the real cluster, as Lakebase checks it against its own roles.
+ */
+async function loginRole(
+  postgres: pg.ClientBase,
+  identity: string,
+  group: string | undefined,
+): Promise<string | undefined> {
+  const { rows } = await postgres.query<{ ok: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_roles m JOIN pg_roles g ON g.rolname = $2
+                     WHERE m.rolname = $1 AND pg_has_role(m.oid, g.oid, 'MEMBER')) AS ok`,
+    [identity, group ?? identity],
+  );
+  return rows[0]?.ok ? (group ?? identity) : undefined;
+}
+
+/** The token becomes the role's password until the credential expires. */
+async function setPassword(
+  postgres: pg.ClientBase,
+  role: string,
+  token: string,
+  expires: Date,
+): Promise<void> {
+  const { rows } = await postgres.query<{ sql: string }>(
+    `SELECT format('ALTER ROLE %I PASSWORD %L VALID UNTIL %L', $1::text, $2::text, $3::text) AS sql`,
+    [role, token, expires.toISOString()],
+  );
+  await postgres.query(rows[0]?.sql ?? '');
 }
 
 /** A random service-principal application id (UUID), as Databricks assigns them. */

@@ -1,16 +1,22 @@
 // AWS Secrets Manager answered locally: a loopback endpoint speaking the AWS JSON 1.1 protocol for
 // `secretsmanager.GetSecretValue`, used by the real SecretsManagerClient through its `endpoint`
 // option with dummy credentials. Secrets can be rotated (new value and VersionId) and reads can fail.
+// HTTPS only, with a certificate from the fakes' CA (dev/fake-tls.ts), as the real endpoint.
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { createSecretsManagerClient } from '../lib/lakebase/secret.ts';
+import { fakeTls, type ServerCertificate } from './fake-tls.ts';
 
 export interface FakeSecretsManagerOptions {
   /** Secret name -> SecretString. */
   secrets?: Record<string, string>;
   region?: string;
   accountId?: string;
+  /** Certificate the server presents. Default: the fakes' CA's localhost certificate. */
+  certificate?: ServerCertificate;
 }
 
 export interface SecretsManagerFault {
@@ -42,7 +48,7 @@ export interface FakeSecretsManager {
   setSecret(name: string, value: string): void;
   deleteSecret(name: string): void;
   setFault(fault: SecretsManagerFault | undefined): void;
-  /** A real SecretsManagerClient pointed at this endpoint (dummy credentials, no retries). */
+  /** The jobs' own client (createSecretsManagerClient) pointed at this endpoint (dummy credentials, no retries). */
   client(): SecretsManagerClient;
   close(): Promise<void>;
 }
@@ -101,7 +107,8 @@ export async function startFakeSecretsManager(
     return undefined;
   }
 
-  const server = createServer((req, res) => {
+  const certificate = options.certificate ?? fakeTls();
+  const server = createServer({ cert: certificate.cert, key: certificate.key }, (req, res) => {
     void (async () => {
       const target = String(req.headers['x-amz-target'] ?? '');
       const signed = /^AWS4-HMAC-SHA256 /.test(String(req.headers.authorization ?? ''));
@@ -159,7 +166,7 @@ export async function startFakeSecretsManager(
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   return {
     url,
@@ -179,7 +186,7 @@ export async function startFakeSecretsManager(
       fault = f ? { ...f } : undefined;
     },
     client: () =>
-      new SecretsManagerClient({
+      createSecretsManagerClient({
         endpoint: url,
         region,
         credentials: { accessKeyId: 'AKIDFAKEFAKEFAKE', secretAccessKey: 'fake-secret-access-key' },

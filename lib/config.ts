@@ -126,11 +126,12 @@ function parseHost(raw: string): string {
       `DATABRICKS_HOST=${show(raw)} is not a URL: set it to the workspace URL, e.g. https://dbc-1234.cloud.databricks.com`,
     );
   }
-  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+  // https only, with a verified certificate (the OAuth secret and tokens go there); the local test
+  // fakes speak https too.
+  if (url.protocol !== 'https:') {
     throw new ConfigError(
       'DATABRICKS_HOST',
-      `DATABRICKS_HOST=${show(raw)} must use https (http is allowed only for 127.0.0.1/localhost test fakes): set it to https://<workspace-host>`,
+      `DATABRICKS_HOST=${show(raw)} must use https: set it to https://<workspace-host>`,
     );
   }
   if (url.username || url.password || (url.pathname !== '/' && url.pathname !== '') || url.search) {

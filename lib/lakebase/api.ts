@@ -6,6 +6,7 @@ import { describeError, LakebaseError, type LakebaseErrorCode } from './errors.t
 import type { Log } from './log.ts';
 import { backoffDelay, type RetryPolicy } from './retry.ts';
 import type { CredentialSource } from './secret.ts';
+import { type TlsFailure, tlsFailureCode, untrustedMessage } from './tls.ts';
 import { evictWorkspaceClient, type WorkspaceClient, workspaceClient } from './workspace.ts';
 
 export type DatabricksOp = 'listBranches' | 'listEndpoints' | 'getEndpoint' | 'generateCredential' | 'me';
@@ -42,19 +43,49 @@ type Failure =
   | { kind: 'http'; status: number; errorCode: string; detail: string }
   | { kind: 'oidc'; detail: string }
   | { kind: 'oauth'; detail: string }
+  | { kind: 'tls'; host: string; code: string }
   | { kind: 'other'; detail: string };
 
 const NETWORK =
   /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|EPIPE|EHOSTUNREACH|ENETUNREACH|socket hang up)\b/;
 
-function classify(error: unknown): Failure {
+/**
+ * `error_code` and `message` of a Databricks error body, read by us: the SDK gives up on bodies whose
+ * `details` entries have no `metadata` (a RequestInfo has none) and keeps the raw text instead.
+ */
+export function databricksErrorBody(response: unknown): { errorCode?: string; message?: string } {
+  let body = response;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      return {};
+    }
+  }
+  if (typeof body !== 'object' || body === null) return {};
+  const { error_code: errorCode, message } = body as Record<string, unknown>;
+  return {
+    ...(typeof errorCode === 'string' && errorCode ? { errorCode } : {}),
+    ...(typeof message === 'string' && message ? { message } : {}),
+  };
+}
+
+function classify(error: unknown, host: string, tls: TlsFailure | undefined): Failure {
+  // A certificate failure first: the SDK may have rewrapped it as text (OIDC, token exchange).
+  const code = tlsFailureCode(error);
+  if (code) return { kind: 'tls', host: new URL(host).host, code };
+  if (tls) return { kind: 'tls', host: tls.host, code: tls.code };
   // The SDK appends its whole configuration ("... Config: host=..., client_id=..."): noise here.
-  const detail = describeError(error).replace(/\. Config: .*$/, '');
+  let detail = describeError(error).replace(/\. Config: .*$/, '');
   if (error instanceof ApiError) {
     const status = error.statusCode;
+    const body = databricksErrorBody(error.response);
+    if (body.message) detail = describeError(body.message);
+    else if (typeof error.response === 'string')
+      detail = `HTTP ${status} with a body that is not a Databricks error`;
     if (status === 401) return { kind: 'unauthenticated', status, detail };
     if (status === 429 || status >= 500) return { kind: 'transient', status, detail, network: false };
-    return { kind: 'http', status, errorCode: error.errorCode || 'UNKNOWN', detail };
+    return { kind: 'http', status, errorCode: body.errorCode ?? 'UNKNOWN', detail };
   }
   if (error instanceof HttpError) return { kind: 'transient', detail, network: true }; // "Can't connect to"
   const message = error instanceof Error ? error.message : String(error);
@@ -72,8 +103,8 @@ function classify(error: unknown): Failure {
     }
     return { kind: 'oauth', detail };
   }
-  const code = (error as { code?: unknown }).code;
-  if ((typeof code === 'string' && NETWORK.test(code)) || NETWORK.test(message)) {
+  const errno = (error as { code?: unknown }).code;
+  if ((typeof errno === 'string' && NETWORK.test(errno)) || NETWORK.test(message)) {
     return { kind: 'transient', detail, network: true };
   }
   if (message.includes('oidc:')) return { kind: 'oidc', detail };
@@ -160,6 +191,11 @@ export class DatabricksSession {
     return client;
   }
 
+  /** The service principal's application id (its client id), reading the secret if needed. */
+  async applicationId(): Promise<string> {
+    return (await this.#options.credentials.get()).clientId;
+  }
+
   /** Forgets the secret and the client built from it: the next call re-reads and re-authenticates. */
   dropAuth(): void {
     this.#options.credentials.invalidate();
@@ -175,11 +211,14 @@ export class DatabricksSession {
     path: string,
     options: { query?: Record<string, string>; body?: unknown } = {},
   ): Promise<unknown> {
+    // What every official client sends; the service answers 415 to a JSON body without it.
+    const headers = new Headers({ Accept: 'application/json' });
+    if (options.body !== undefined) headers.set('Content-Type', 'application/json');
     return this.call(op, target, (w) =>
       w.apiClient.request({
         path,
         method,
-        headers: new Headers(),
+        headers,
         raw: false,
         ...(options.query ? { query: options.query } : {}),
         ...(options.body === undefined ? {} : { payload: options.body }),
@@ -196,13 +235,18 @@ export class DatabricksSession {
     let attempts = 0;
     for (;;) {
       attempts += 1;
+      let agent: WorkspaceClient['agent'] | undefined;
+      let tlsFailuresBefore = 0;
       try {
         const w = await this.#workspace(); // LakebaseErrors from Secrets Manager pass straight through
+        agent = w.agent;
+        tlsFailuresBefore = agent.failures;
         this.#options.onCall?.(op);
         return await deadline(fn(w), this.#options.httpTimeoutSeconds * 1000);
       } catch (error) {
         if (error instanceof LakebaseError) throw error;
-        const failure = classify(error);
+        const tls = agent && agent.failures > tlsFailuresBefore ? agent.lastFailure : undefined;
+        const failure = classify(error, this.host, tls);
         if ((failure.kind === 'invalid-client' || failure.kind === 'unauthenticated') && !authRetried) {
           // The secret may have been rotated since we read it: read it again and retry once.
           authRetried = true;
@@ -292,6 +336,9 @@ export class DatabricksSession {
         );
       case 'http':
         return this.#httpError(op, target, failure, who, what);
+      case 'tls':
+        // Not retried, not re-authenticated: a certificate does not fix itself within a run.
+        return new LakebaseError('TLS_UNTRUSTED', untrustedMessage(what, failure.host, failure.code));
       case 'other':
         return new LakebaseError('DATABRICKS_REQUEST_FAILED', `${what} on ${host} failed: ${failure.detail}`);
     }

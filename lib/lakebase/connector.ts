@@ -2,7 +2,7 @@
 // pg.Client. A connector lives for the container (module-level, keyed by config), so warm invocations
 // reuse the secret, the OAuth token, the resolved endpoint and a still-fresh Postgres credential.
 import { createHash } from 'node:crypto';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type pg from 'pg';
 import type { LakebaseConfig } from '../config.ts';
 import { type DatabricksOp, DatabricksSession } from './api.ts';
@@ -18,10 +18,18 @@ import {
   type SessionOptions,
 } from './postgres.ts';
 import { DEFAULT_RETRY, type RetryPolicy, sleep } from './retry.ts';
-import { type CredentialSource, secretsManagerCredentials, staticCredentials } from './secret.ts';
+import {
+  type CredentialSource,
+  createSecretsManagerClient,
+  secretsManagerCredentials,
+  staticCredentials,
+} from './secret.ts';
 
 export interface ConnectorDeps {
-  /** Secrets Manager client (tests point one at a local endpoint). Default: from the Lambda env. */
+  /**
+   * Secrets Manager client. Default: createSecretsManagerClient() (region and credentials from the
+   * Lambda environment); tests point one made by it at a local endpoint.
+   */
   secretsManager?: SecretsManagerClient;
   log?: Log;
   /** Postgres port of the Lakebase endpoint. Default 5432. */
@@ -143,7 +151,7 @@ function databricksConnector(
   let credentials: CredentialSource;
   if (config.secretId) {
     credentials = secretsManagerCredentials(config.secretId, {
-      client: deps.secretsManager ?? new SecretsManagerClient({}),
+      client: deps.secretsManager ?? createSecretsManagerClient(),
       log,
       onRead: () => {
         stats.secretReads += 1;
@@ -192,6 +200,7 @@ function databricksConnector(
   });
   const tokens = new CredentialCache(session, {
     project: config.project,
+    ...(config.pgRole === undefined ? {} : { role: config.pgRole }),
     now,
     log,
     onMint: () => {

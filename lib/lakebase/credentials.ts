@@ -16,6 +16,8 @@ export interface DatabaseCredential {
 
 export interface CredentialCacheOptions {
   project: string;
+  /** LAKETS_PG_ROLE: the role to log in as, when not the service principal's own. */
+  role?: string;
   now: () => number;
   log: Log;
   onMint?: () => void;
@@ -59,14 +61,25 @@ export class CredentialCache {
     this.#cached.clear();
   }
 
+  /**
+   * A credential logs in as the caller's own role (named after its application id), or as a group
+   * role the caller belongs to when the request names it in group_name.
+   */
+  async #groupName(): Promise<string | undefined> {
+    const { role } = this.#options;
+    if (role === undefined) return undefined;
+    return role === (await this.#session.applicationId()) ? undefined : role;
+  }
+
   async #mint(endpoint: string, pinned: boolean): Promise<DatabaseCredential> {
     const { project, log, now } = this.#options;
+    const groupName = await this.#groupName();
     const body = (await this.#session.request(
       'generateCredential',
       { project, endpoint, pinned },
       'POST',
       '/api/2.0/postgres/credentials',
-      { body: { endpoint } },
+      { body: { endpoint, ...(groupName === undefined ? {} : { group_name: groupName }) } },
     )) as Record<string, unknown>;
     const token = body.token;
     if (typeof token !== 'string' || token === '') {

@@ -1,6 +1,7 @@
 // Which Postgres host to connect to: project → its default branch → that branch's read-write endpoint
 // → the endpoint's host (or a pinned endpoint → its host). Cached for a bounded time, because a
 // branch can be reset or an endpoint replaced while a container stays warm.
+import { ConfigError } from '../config.ts';
 import type { CallTarget, DatabricksOp, DatabricksSession } from './api.ts';
 import { LakebaseError } from './errors.ts';
 import type { Log } from './log.ts';
@@ -16,10 +17,10 @@ export interface ResolvedEndpoint {
   resolvedAt: number;
 }
 
+// The service returns `status` only (`spec` is input-only), so everything is read from there.
 interface Resource {
   name?: unknown;
   status?: Record<string, unknown>;
-  spec?: Record<string, unknown>;
 }
 
 function nameOf(item: Resource): string | undefined {
@@ -61,7 +62,7 @@ async function findInPages(
 }
 
 function endpointType(item: Resource): string | undefined {
-  const value = item.status?.endpoint_type ?? item.spec?.endpoint_type;
+  const value = item.status?.endpoint_type;
   return typeof value === 'string' ? value : undefined;
 }
 
@@ -127,6 +128,13 @@ export class EndpointResolver {
       throw new LakebaseError(
         'ENDPOINT_NOT_READY',
         `Lakebase endpoint ${name} reports no host (state: ${typeof state === 'string' ? state : 'unknown'}): wait until it is provisioned, or pin another with LAKETS_LAKEBASE_ENDPOINT`,
+      );
+    }
+    if (pinned !== undefined && endpointType(endpoint) !== READ_WRITE) {
+      // Every job writes: a read-only endpoint would fail each run at its first write (25006).
+      throw new ConfigError(
+        'LAKETS_LAKEBASE_ENDPOINT',
+        `LAKETS_LAKEBASE_ENDPOINT=${JSON.stringify(name)} is a ${endpointType(endpoint) ?? 'untyped'} endpoint, and the jobs write: pin the branch's read-write endpoint (${READ_WRITE}), or unset it to use the project's default branch read-write endpoint`,
       );
     }
     log.info('resolved the Lakebase endpoint', {

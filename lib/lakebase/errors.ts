@@ -8,6 +8,8 @@ export type LakebaseErrorCode =
   | 'SECRET_ACCESS_DENIED'
   | 'SECRET_INVALID'
   | 'SECRET_UNAVAILABLE'
+  // Any HTTPS request (Databricks, OAuth, Secrets Manager): the server certificate failed verification
+  | 'TLS_UNTRUSTED'
   // Databricks OAuth and REST
   | 'OAUTH_INVALID_CLIENT'
   | 'OAUTH_FAILED'

@@ -20,4 +20,5 @@ export {
   STATEMENT_TIMEOUT_MS,
 } from './postgres.ts';
 export { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
+export { createSecretsManagerClient } from './secret.ts';
 export { clearWorkspaceClients } from './workspace.ts';

@@ -6,6 +6,7 @@ import { rootCertificates } from 'node:tls';
 import pg from 'pg';
 import { describeError, LakebaseError } from './errors.ts';
 import type { Log } from './log.ts';
+import { tlsFailureCode } from './tls.ts';
 
 export const STATEMENT_TIMEOUT_MS = 10 * 60_000;
 export const LOCK_TIMEOUT_MS = 30_000;
@@ -114,16 +115,6 @@ export function explainPostgresError(error: unknown, role: string): unknown {
   return error;
 }
 
-const TLS_CODES = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_NOT_YET_VALID',
-]);
-
 function connectError(error: unknown, ctx: ConnectContext, connectTimeoutMs: number): LakebaseError {
   const code = (error as { code?: unknown } | null)?.code;
   const where = `${ctx.host}:${ctx.port}`;
@@ -132,7 +123,7 @@ function connectError(error: unknown, ctx: ConnectContext, connectTimeoutMs: num
     case '28P01':
       return new LakebaseError(
         'PG_AUTH_FAILED',
-        `Postgres at ${where} refused login as role "${ctx.user}" (28P01: ${detail}): the role does not exist or is not a Databricks OAuth role of this identity; ${GRANTS_FIX(ctx.user)}`,
+        `Postgres at ${where} refused login as role "${ctx.user}" (28P01: ${detail}): the role does not exist, or is neither this identity's own Databricks OAuth role nor a group role it is a member of (LAKETS_PG_ROLE must name such a group); ${GRANTS_FIX(ctx.user)}`,
         { pgCode: code },
       );
     case '28000':
@@ -154,7 +145,7 @@ function connectError(error: unknown, ctx: ConnectContext, connectTimeoutMs: num
         { pgCode: code },
       );
   }
-  if (typeof code === 'string' && TLS_CODES.has(code)) {
+  if (tlsFailureCode(error)) {
     return new LakebaseError(
       'PG_TLS',
       `the TLS certificate of Postgres at ${where} failed verification (${code}: ${detail}): check the endpoint host; never disable verification`,

@@ -1,9 +1,45 @@
 // The service principal's OAuth client id and secret: read from Secrets Manager once per container and
 // kept, until an authentication failure says they may have been rotated (invalidate(), then re-read).
 // Locally they can come from DATABRICKS_CLIENT_ID / DATABRICKS_CLIENT_SECRET instead.
-import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  GetSecretValueCommand,
+  SecretsManagerClient,
+  type SecretsManagerClientConfig,
+} from '@aws-sdk/client-secrets-manager';
 import { describeError, LakebaseError, registerSecret } from './errors.ts';
 import type { Log } from './log.ts';
+import { tlsFailureCode, untrustedMessage, VerifiedAgent } from './tls.ts';
+
+const agents = new WeakMap<SecretsManagerClient, VerifiedAgent>();
+
+/**
+ * The Secrets Manager client of the jobs: region and credentials from the Lambda environment, every
+ * request through a VerifiedAgent (the SDK's default agent verifies too, but only by default:
+ * NODE_TLS_REJECT_UNAUTHORIZED=0 would turn it off). `config` is for tests pointing it elsewhere.
+ */
+export function createSecretsManagerClient(
+  config: Omit<SecretsManagerClientConfig, 'requestHandler'> = {},
+): SecretsManagerClient {
+  if (typeof config.endpoint === 'string' && !config.endpoint.startsWith('https://')) {
+    throw new TypeError(`Secrets Manager endpoint ${config.endpoint} is not https`);
+  }
+  // The SDK's own defaults for its agent (keep-alive, 50 sockets), verifying.
+  const agent = new VerifiedAgent({ keepAlive: true, maxSockets: 50 });
+  const client = new SecretsManagerClient({ ...config, requestHandler: { httpsAgent: agent } });
+  agents.set(client, agent);
+  return client;
+}
+
+/** The host a Secrets Manager client talks to, for messages. */
+async function hostOf(client: SecretsManagerClient): Promise<string> {
+  try {
+    const endpoint = await client.config.endpoint?.();
+    if (endpoint) return `${endpoint.hostname}${endpoint.port ? `:${endpoint.port}` : ''}`;
+    return `secretsmanager.${await client.config.region()}.amazonaws.com`;
+  } catch {
+    return 'Secrets Manager';
+  }
+}
 
 export interface ClientCredentials {
   clientId: string;
@@ -110,11 +146,19 @@ export function secretsManagerCredentials(
   async function read(): Promise<ClientCredentials> {
     let raw: string | undefined;
     let version: string | undefined;
+    const agent = agents.get(options.client);
+    const tlsFailuresBefore = agent?.failures ?? 0;
     try {
       const out = await options.client.send(new GetSecretValueCommand({ SecretId: secretId }));
       raw = out.SecretString;
       version = out.VersionId;
     } catch (error) {
+      const seen = agent && agent.failures > tlsFailuresBefore ? agent.lastFailure : undefined;
+      const code = tlsFailureCode(error) ?? seen?.code;
+      if (code) {
+        const host = seen?.host ?? (await hostOf(options.client));
+        throw new LakebaseError('TLS_UNTRUSTED', untrustedMessage(`reading secret ${secretId}`, host, code));
+      }
       throw secretReadError(error, secretId);
     } finally {
       options.onRead?.();

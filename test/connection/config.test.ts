@@ -174,12 +174,14 @@ describe('errors name the variable and the fix, on one line', () => {
     expect(e.message).not.toContain('dose-secret-half-pair');
   });
 
-  test('http is accepted for loopback fakes only', () => {
-    expect(parseConfig({ ...base, DATABRICKS_HOST: 'http://127.0.0.1:4010' })).toMatchObject({
-      host: 'http://127.0.0.1:4010',
-    });
-    expect(parseConfig({ ...base, DATABRICKS_HOST: 'http://localhost:4010' })).toMatchObject({
-      host: 'http://localhost:4010',
+  test('http is refused even on loopback: every Databricks request is verified TLS', () => {
+    for (const host of ['http://127.0.0.1:4010', 'http://localhost:4010', 'http://[::1]:4010']) {
+      const e = configError({ ...base, DATABRICKS_HOST: host });
+      expect(e.variable).toBe('DATABRICKS_HOST');
+      expect(e.message).toMatch(/must use https/);
+    }
+    expect(parseConfig({ ...base, DATABRICKS_HOST: 'https://127.0.0.1:4010' })).toMatchObject({
+      host: 'https://127.0.0.1:4010',
     });
   });
 });

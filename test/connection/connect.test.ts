@@ -21,7 +21,6 @@ afterAll(async () => {
 afterEach(() => {
   world.fake.resetCalls();
   world.fake.clearFaults();
-  world.passwordRole = world.appId;
   expect(leakedSecrets(world, world.log.lines)).toEqual([]);
 });
 
@@ -90,11 +89,7 @@ describe('cold connection', () => {
       clientSecret: world.clientSecret,
       userName,
       projects: defaultProjects(),
-      onCredential: async ({ token }) => {
-        await world.admin.query(
-          `ALTER ROLE ${pg.escapeIdentifier(userName)} PASSWORD ${pg.escapeLiteral(token)}`,
-        );
-      },
+      postgres: world.admin,
     });
     try {
       const connector = createConnector(world.config({ DATABRICKS_HOST: fake.url }), world.deps());
@@ -106,14 +101,37 @@ describe('cold connection', () => {
     }
   });
 
-  test('LAKETS_PG_ROLE overrides the identity: no SCIM Me call, login as that role', async () => {
+  test('LAKETS_PG_ROLE names a group the service principal belongs to: the credential asks for it in group_name, login as that role, no SCIM Me call', async () => {
     const role = `lakets_jobs_${randomBytes(4).toString('hex')}`;
     await world.createRole(role);
-    world.passwordRole = role;
+    await world.admin.query(`GRANT ${pg.escapeIdentifier(role)} TO ${pg.escapeIdentifier(world.appId)}`);
     const connector = createConnector(world.config({ LAKETS_PG_ROLE: role }), world.deps());
     const client = keep(await connector.connect({ applicationName: 'lakets-retention' }));
     expect((await client.query('SELECT current_user AS u')).rows[0].u).toBe(role);
     expect(world.fake.count('me')).toBe(0);
+    expect(world.fake.minted.at(-1)).toMatchObject({ groupName: role, role, identity: world.appId });
+  });
+
+  test('LAKETS_PG_ROLE set to the identity itself: no group_name, login as its own role', async () => {
+    const connector = createConnector(world.config({ LAKETS_PG_ROLE: world.appId }), world.deps());
+    const client = keep(await connector.connect({ applicationName: 'lakets-retention' }));
+    expect((await client.query('SELECT current_user AS u')).rows[0].u).toBe(world.appId);
+    const minted = world.fake.minted.at(-1);
+    expect(minted?.role).toBe(world.appId);
+    expect(minted && 'groupName' in minted).toBe(false);
+    expect(world.fake.count('me')).toBe(0);
+  });
+
+  test('a credential does not log in as a role the service principal is not a member of', async () => {
+    const role = `lakets_other_${randomBytes(4).toString('hex')}`;
+    await world.createRole(role);
+    const connector = createConnector(world.config({ LAKETS_PG_ROLE: role }), world.deps());
+    const error = await connector.connect({ applicationName: 'lakets-retention' }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'PG_AUTH_FAILED', pgCode: '28P01' });
+    expect((error as Error).message).toContain(`"${role}"`);
+    expect((error as Error).message).toMatch(/group role it is a member of/);
+    expect(world.fake.minted.at(-1)).toMatchObject({ groupName: role });
+    expect(world.fake.minted.at(-1)?.role).toBeUndefined();
   });
 
   test('a pinned endpoint skips the lists but still reads the endpoint for its host', async () => {

@@ -69,7 +69,6 @@ afterEach(() => {
   world.fake.resetCalls();
   world.fake.clearFaults();
   world.sm.setFault(undefined);
-  world.passwordRole = world.appId;
   expect(leaks([...messages, ...written, ...world.log.lines])).toEqual([]);
 });
 
@@ -262,7 +261,7 @@ describe('transient Databricks failures', () => {
   });
 
   test('Databricks unreachable: DATABRICKS_UNREACHABLE naming the host', async () => {
-    const host = `http://127.0.0.1:${await freePort()}`;
+    const host = `https://127.0.0.1:${await freePort()}`;
     const c = connector(
       { DATABRICKS_HOST: host },
       { retry: { budgetMs: 300, baseDelayMs: 20, maxDelayMs: 80 } },
@@ -276,8 +275,8 @@ describe('transient Databricks failures', () => {
 describe('Postgres login and privileges', () => {
   test('28P01 wrong password: names the role and points at npm run grants', async () => {
     const role = `jobs_${randomBytes(4).toString('hex')}`;
+    // Not a group of the service principal: the minted token is not this role's password.
     await world.createRole(role, `LOGIN PASSWORD ${pg.escapeLiteral(randomBytes(12).toString('hex'))}`);
-    world.passwordRole = null; // the minted token is not this role's password
     const c = connector({ LAKETS_PG_ROLE: role });
     const error = await failure(c, 'PG_AUTH_FAILED');
     expect(error.pgCode).toBe('28P01');
@@ -288,16 +287,17 @@ describe('Postgres login and privileges', () => {
   });
 
   test('role missing: Postgres says 28P01 and the error says to create and grant the role', async () => {
-    world.passwordRole = null;
     const error = await failure(connector({ LAKETS_PG_ROLE: 'no_such_role_here' }), 'PG_AUTH_FAILED');
-    expect(error.message).toMatch(/does not exist or is not a Databricks OAuth role/);
+    expect(error.message).toMatch(
+      /the role does not exist, or is neither this identity's own Databricks OAuth role nor a group role it is a member of/,
+    );
     expect(error.message).toContain('npm run grants -- no_such_role_here');
   });
 
   test('28000 a role that may not log in', async () => {
     const role = `nologin_${randomBytes(4).toString('hex')}`;
     await world.createRole(role, 'NOLOGIN');
-    world.passwordRole = role;
+    await world.admin.query(`GRANT ${pg.escapeIdentifier(role)} TO ${pg.escapeIdentifier(world.appId)}`);
     const error = await failure(connector({ LAKETS_PG_ROLE: role }), 'PG_LOGIN_REJECTED');
     expect(error.pgCode).toBe('28000');
     expect(error.message).toMatch(/not permitted to log in/);

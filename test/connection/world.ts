@@ -1,6 +1,8 @@
 // The world the connection tests run in: the harness's real PostgreSQL 17 (TLS, scram-sha-256), a
-// fake Databricks workspace whose minted credentials become the role's real password, and a fake
-// Secrets Manager holding the service principal's secret. Nothing about the database is mocked.
+// fake Databricks workspace (HTTPS, trusted through NODE_EXTRA_CA_CERTS) whose minted credentials
+// become the real password of the role they log in as (the identity's own, or a group it really is
+// a member of), and a fake Secrets Manager (HTTPS) holding the service principal's secret. Nothing
+// about the database is mocked.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import {
@@ -65,8 +67,6 @@ export interface World {
   clientSecret: string;
   secretId: string;
   log: CapturedLog;
-  /** Role whose password becomes each minted token (null: none, e.g. the role must not exist). */
-  passwordRole: string | null;
   /** The environment of a deployed function, plus overrides (undefined removes a variable). */
   env(overrides?: Record<string, string | undefined>): Record<string, string>;
   config(overrides?: Record<string, string | undefined>): DatabricksConfig;
@@ -95,13 +95,8 @@ export async function startWorld(options: { pageSize?: number } = {}): Promise<W
     clientSecret,
     projects: defaultProjects(),
     pageSize: options.pageSize ?? 2,
-    onCredential: async ({ token, expireTime }) => {
-      if (!world.passwordRole) return;
-      // The minted token really is the password, and it really expires.
-      await admin.query(
-        `ALTER ROLE ${pg.escapeIdentifier(world.passwordRole)} PASSWORD ${pg.escapeLiteral(token)} VALID UNTIL ${pg.escapeLiteral(expireTime.toISOString())}`,
-      );
-    },
+    // The minted token really is the password of the role it logs in as, and it really expires.
+    postgres: admin,
   });
   const sm = await startFakeSecretsManager({
     secrets: { [secretId]: JSON.stringify({ client_id: appId, client_secret: clientSecret }) },
@@ -117,7 +112,6 @@ export async function startWorld(options: { pageSize?: number } = {}): Promise<W
     clientSecret,
     secretId,
     log,
-    passwordRole: appId,
     env(overrides: Record<string, string | undefined> = {}) {
       const base: Record<string, string | undefined> = {
         LAKETS_PROJECT: PROJECT,

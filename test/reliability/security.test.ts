@@ -56,7 +56,6 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await applyGrants(world.admin, world.appId);
-  world.passwordRole = world.appId;
   if (estate) await dropEstate(world.admin, estate);
   estate = undefined;
 });
@@ -236,13 +235,20 @@ describe('a missing grant', () => {
 describe('secrets stay out of logs, reports and errors', () => {
   it('on the error paths too: a rotated secret, a refused credential, a revoked token, a bad database URL', async () => {
     await fresh();
-    // Postgres refuses the minted credential (it is not the role's password).
-    world.passwordRole = null;
-    const refused = await run('partition-manager', coldHandler('partition-manager', handlerDeps(world)));
+    // Postgres refuses the minted credential: the service principal's role is missing on this
+    // branch (renamed away for the run), so the credential logs in as nothing.
+    const role = pg.escapeIdentifier(world.appId);
+    const away = pg.escapeIdentifier(`${world.appId}-away`);
+    await world.admin.query(`ALTER ROLE ${role} RENAME TO ${away}`);
+    let refused: Awaited<ReturnType<typeof run>>;
+    try {
+      refused = await run('partition-manager', coldHandler('partition-manager', handlerDeps(world)));
+    } finally {
+      await world.admin.query(`ALTER ROLE ${away} RENAME TO ${role}`);
+    }
     expect(refused.error).toBeInstanceOf(LakebaseError);
     expect(refused.error?.message).toMatch(/refused login as role/);
     fig.fault('Postgres refused the minted credential');
-    world.passwordRole = world.appId;
     // The secret is rotated in Secrets Manager only: the workspace refuses it.
     const good = JSON.stringify({ client_id: world.appId, client_secret: world.clientSecret });
     const rotated = `dose${randomBytes(20).toString('hex')}`;
