@@ -110,6 +110,9 @@ export interface FakeCall {
   path: string;
   /** The query string, e.g. `page_token=...` (empty when none). */
   query: string;
+  /** The request's Content-Type and Accept headers ('' when absent). */
+  contentType: string;
+  accept: string;
   status: number;
 }
 
@@ -128,6 +131,8 @@ export interface FakeDatabricks {
   /** Lifetime (expires_in) of OAuth access tokens issued from now on. */
   setAccessTokenTtl(seconds: number): void;
   setCredentialTtl(ms: number): void;
+  /** Presents another certificate from now on; open connections are closed (clients reconnect). */
+  setCertificate(certificate: ServerCertificate): void;
   /** Every Postgres credential minted, and every OAuth token issued (tests check none leaks). */
   minted: MintedCredential[];
   accessTokens: string[];
@@ -441,6 +446,8 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
       method: req.method ?? '',
       path,
       query: search.replace(/^\?/, ''),
+      contentType: String(req.headers['content-type'] ?? ''),
+      accept: String(req.headers.accept ?? ''),
       status: 0,
     };
     calls.push(call);
@@ -498,6 +505,10 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
     minted,
     accessTokens,
     projects: options.projects,
+    setCertificate: (next) => {
+      server.setSecureContext({ cert: next.cert, key: next.key });
+      server.closeAllConnections();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -48,6 +48,8 @@ export interface FakeSecretsManager {
   setSecret(name: string, value: string): void;
   deleteSecret(name: string): void;
   setFault(fault: SecretsManagerFault | undefined): void;
+  /** Presents another certificate from now on; open connections are closed (clients reconnect). */
+  setCertificate(certificate: ServerCertificate): void;
   /** The jobs' own client (createSecretsManagerClient) pointed at this endpoint (dummy credentials, no retries). */
   client(): SecretsManagerClient;
   close(): Promise<void>;
@@ -192,6 +194,10 @@ export async function startFakeSecretsManager(
         credentials: { accessKeyId: 'AKIDFAKEFAKEFAKE', secretAccessKey: 'fake-secret-access-key' },
         maxAttempts: 1,
       }),
+    setCertificate: (next) => {
+      server.setSecureContext({ cert: next.cert, key: next.key });
+      server.closeAllConnections();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

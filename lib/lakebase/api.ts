@@ -71,10 +71,11 @@ export function databricksErrorBody(response: unknown): { errorCode?: string; me
 }
 
 function classify(error: unknown, host: string, tls: TlsFailure | undefined): Failure {
-  // A certificate failure first: the SDK may have rewrapped it as text (OIDC, token exchange).
+  // A certificate failure first: the agent saw which host failed (the token endpoint can be on
+  // another host), and the SDK may have rewrapped the error as text (OIDC discovery).
+  if (tls) return { kind: 'tls', host: tls.host, code: tls.code };
   const code = tlsFailureCode(error);
   if (code) return { kind: 'tls', host: new URL(host).host, code };
-  if (tls) return { kind: 'tls', host: tls.host, code: tls.code };
   // The SDK appends its whole configuration ("... Config: host=..., client_id=..."): noise here.
   let detail = describeError(error).replace(/\. Config: .*$/, '');
   if (error instanceof ApiError) {

@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { freePort } from '../../dev/local-postgres.ts';
+import { ConfigError } from '../../lib/config.ts';
 import {
   type Connector,
   type ConnectorDeps,
@@ -146,6 +147,8 @@ describe('OAuth and Databricks permissions', () => {
     expect(error.message).toContain(world.appId);
     expect(error.message).toContain(`projects/${PROJECT}`);
     expect(error.message).toMatch(/CAN USE \(or CAN MANAGE\) on the Lakebase project/);
+    // Read from the body ourselves: code and message, not the raw JSON the SDK falls back to.
+    expect(error.message).toContain('(403 PERMISSION_DENIED: User does not have CAN_USE on project.)');
   });
 
   test('403 when minting the credential: says so, with the same fix', async () => {
@@ -161,6 +164,55 @@ describe('OAuth and Databricks permissions', () => {
     const error = await failure(connector({ LAKETS_PROJECT: 'no-such-project' }), 'PROJECT_NOT_FOUND');
     expect(error.message).toContain('projects/no-such-project');
     expect(error.message).toContain('LAKETS_PROJECT');
+    expect(error.message).toContain("(404 NOT_FOUND: Project 'projects/no-such-project' does not exist.)");
+    expect(error.message).not.toMatch(/Response from server|request_id|RequestInfo|[{}]/);
+  });
+
+  test('an error body that is not a Databricks error (a proxy page): a short line, not the page', async () => {
+    world.fake.setFault('listBranches', {
+      status: 404,
+      body: '<html><body>Not here</body></html>',
+    });
+    const error = await failure(connector(), 'PROJECT_NOT_FOUND');
+    expect(error.message).toContain('404 UNKNOWN: HTTP 404 with a body that is not a Databricks error');
+    expect(error.message).not.toContain('<html>');
+  });
+
+  test('a pinned read-only endpoint: a one-line config error naming LAKETS_LAKEBASE_ENDPOINT, from one read of it, before any credential', async () => {
+    const pinned = `projects/${PROJECT}/branches/production/endpoints/replica-a`;
+    let caught: unknown;
+    try {
+      await connector({ LAKETS_LAKEBASE_ENDPOINT: pinned }).connect({ applicationName: 'lakets-test' });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const error = caught as ConfigError;
+    messages.push(error.message);
+    expect(error.variable).toBe('LAKETS_LAKEBASE_ENDPOINT');
+    expect(error.code).toBe('CONFIG_INVALID');
+    expect(error.message).toContain(
+      `LAKETS_LAKEBASE_ENDPOINT="${pinned}" is a ENDPOINT_TYPE_READ_ONLY endpoint`,
+    );
+    expect(error.message).toMatch(/pin the branch's read-write endpoint/);
+    expect(error.message).not.toMatch(/[\r\n]/);
+    expect(world.fake.calls.filter((c) => c.route.startsWith('list'))).toEqual([]);
+    expect(world.fake.count('getEndpoint')).toBe(1);
+    expect(world.fake.count('credentials')).toBe(0);
+  });
+
+  test('the credential request is JSON with Content-Type and Accept, as every official client sends it', async () => {
+    opened.push(await connector().connect({ applicationName: 'lakets-test' }));
+    const post = world.fake.calls.find((c) => c.route === 'credentials');
+    expect(post).toMatchObject({
+      method: 'POST',
+      contentType: 'application/json',
+      accept: 'application/json',
+      status: 200,
+    });
+    for (const get of world.fake.calls.filter((c) => c.method === 'GET' && c.route !== 'oidc')) {
+      expect(get.accept, get.route).toBe('application/json');
+    }
   });
 
   test('404 pinned endpoint: names it and LAKETS_LAKEBASE_ENDPOINT', async () => {
