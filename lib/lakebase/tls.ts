@@ -47,9 +47,16 @@ export class VerifiedAgent extends Agent {
   #lastFailure: TlsFailure | undefined;
   #seq = 0;
 
-  constructor(options: Omit<AgentOptions, 'rejectUnauthorized' | 'ca' | 'checkServerIdentity'> = {}) {
-    // Spread first: whatever the caller passes, these win.
-    super({ ...options, rejectUnauthorized: true });
+  /** Connection pooling and timeout only: nothing about trust can be passed in. */
+  constructor(options: Pick<AgentOptions, 'keepAlive' | 'keepAliveMsecs' | 'maxSockets' | 'timeout'> = {}) {
+    const { keepAlive, keepAliveMsecs, maxSockets, timeout } = options;
+    super({
+      ...(keepAlive === undefined ? {} : { keepAlive }),
+      ...(keepAliveMsecs === undefined ? {} : { keepAliveMsecs }),
+      ...(maxSockets === undefined ? {} : { maxSockets }),
+      ...(timeout === undefined ? {} : { timeout }),
+      rejectUnauthorized: true,
+    });
   }
 
   /** The last certificate failure on this agent's connections. */

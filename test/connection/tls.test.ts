@@ -117,11 +117,15 @@ describe('the trust the tests run with', () => {
     expect(client.agent.options.rejectUnauthorized).toBe(true);
     expect(await client.apiClient.getAgent()).toBe(client.agent);
     expect(client.apiClient.config.skipVerify).toBe(false);
-    // The agent cannot be talked out of it.
-    const forced = new VerifiedAgent({ rejectUnauthorized: false } as unknown as ConstructorParameters<
-      typeof VerifiedAgent
-    >[0]);
+    // The agent cannot be talked out of it, nor given other roots or another identity check.
+    const forced = new VerifiedAgent({
+      rejectUnauthorized: false,
+      ca: 'not a CA',
+      checkServerIdentity: () => undefined,
+    } as unknown as ConstructorParameters<typeof VerifiedAgent>[0]);
     expect(forced.options.rejectUnauthorized).toBe(true);
+    expect(forced.options).not.toHaveProperty('ca');
+    expect(forced.options).not.toHaveProperty('checkServerIdentity');
   });
 });
 
