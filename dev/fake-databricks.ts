@@ -412,7 +412,7 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
           const role = await loginRole(options.postgres, userName, groupName);
           if (role) {
             credential.role = role;
-            await setPassword(options.postgres, role, credential.token, credential.expireTime);
+            await setPassword(options.postgres, role, credential.token, credential.expireTime, userName);
           }
         }
         await options.onCredential?.(credential);
@@ -477,6 +477,7 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
       if (!res.headersSent) send(res, 500, apiError(500, `fake workspace failed: ${String(error)}`));
     });
   });
+  if (options.postgres) await installLoginCheck(options.postgres);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -535,18 +536,62 @@ async function loginRole(
   return rows[0]?.ok ? (group ?? identity) : undefined;
 }
 
-/** The token becomes the role's password until the credential expires. */
+/**
+ * The token becomes the role's password until the credential expires, and the role is noted as
+ * minted for `identity`, so that the login check below can see whose credential it is.
+ */
 async function setPassword(
   postgres: pg.ClientBase,
   role: string,
   token: string,
   expires: Date,
+  identity: string,
 ): Promise<void> {
   const { rows } = await postgres.query<{ sql: string }>(
     `SELECT format('ALTER ROLE %I PASSWORD %L VALID UNTIL %L', $1::text, $2::text, $3::text) AS sql`,
     [role, token, expires.toISOString()],
   );
   await postgres.query(rows[0]?.sql ?? '');
+  await postgres.query(
+    `INSERT INTO fake_lakebase.credential_role (role, identity) VALUES ($1, $2)
+     ON CONFLICT (role) DO UPDATE SET identity = excluded.identity`,
+    [role, identity],
+  );
+}
+
+/**
+ * Membership is checked again at login, as Lakebase checks it (a credential is only checked at
+ * login): a PostgreSQL 17 login event trigger in the endpoints' database refuses (28P01) a login as
+ * a role whose current password was minted for an identity that is no longer a member of it.
+ * Roles whose password did not come from the fake (the admin, test roles) are left alone.
+ */
+async function installLoginCheck(postgres: pg.ClientBase): Promise<void> {
+  await postgres.query(`
+    CREATE SCHEMA IF NOT EXISTS fake_lakebase;
+    REVOKE ALL ON SCHEMA fake_lakebase FROM PUBLIC;
+    CREATE TABLE IF NOT EXISTS fake_lakebase.credential_role (role name PRIMARY KEY, identity name NOT NULL);
+    CREATE OR REPLACE FUNCTION fake_lakebase.check_login() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $fn$
+    DECLARE
+      minted_for name;
+    BEGIN
+      SELECT c.identity INTO minted_for FROM fake_lakebase.credential_role c WHERE c.role = session_user;
+      IF FOUND AND NOT EXISTS (
+        SELECT 1 FROM pg_roles m JOIN pg_roles g ON g.rolname = session_user
+         WHERE m.rolname = minted_for AND pg_has_role(m.oid, g.oid, 'MEMBER')
+      ) THEN
+        RAISE EXCEPTION 'password authentication failed for user "%"', session_user USING ERRCODE = '28P01';
+      END IF;
+    END
+    $fn$;
+    DO $do$
+    BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'fake_lakebase_login') THEN
+        CREATE EVENT TRIGGER fake_lakebase_login ON login EXECUTE FUNCTION fake_lakebase.check_login();
+      END IF;
+    END
+    $do$;
+  `);
 }
 
 /** A random service-principal application id (UUID), as Databricks assigns them. */

@@ -112,6 +112,19 @@ describe('cold connection', () => {
     expect(world.fake.minted.at(-1)).toMatchObject({ groupName: role, role, identity: world.appId });
   });
 
+  test('the service principal leaves the group while warm: the reused credential is refused at login, and the error says why', async () => {
+    const role = `lakets_jobs_${randomBytes(4).toString('hex')}`;
+    await world.createRole(role);
+    await world.admin.query(`GRANT ${pg.escapeIdentifier(role)} TO ${pg.escapeIdentifier(world.appId)}`);
+    const connector = createConnector(world.config({ LAKETS_PG_ROLE: role }), world.deps());
+    keep(await connector.connect({ applicationName: 'lakets-retention' }));
+    await world.admin.query(`REVOKE ${pg.escapeIdentifier(role)} FROM ${pg.escapeIdentifier(world.appId)}`);
+    const error = await connector.connect({ applicationName: 'lakets-retention' }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'PG_AUTH_FAILED', pgCode: '28P01' });
+    expect((error as Error).message).toMatch(/group role it is a member of/);
+    expect(world.fake.count('credentials')).toBe(2); // the reused one refused, a fresh one refused too
+  });
+
   test('LAKETS_PG_ROLE set to the identity itself: no group_name, login as its own role', async () => {
     const connector = createConnector(world.config({ LAKETS_PG_ROLE: world.appId }), world.deps());
     const client = keep(await connector.connect({ applicationName: 'lakets-retention' }));

@@ -222,6 +222,19 @@ describe('credentials log in only as the identity or a group it is a member of',
     await admin.query(`REVOKE ${pg.escapeIdentifier(nested)} FROM ${pg.escapeIdentifier(appId)}`);
   });
 
+  test('membership is checked again at login: revoked after minting, the same token is refused; granted again, accepted', async () => {
+    const group = await role(`late_${randomBytes(3).toString('hex')}`);
+    await admin.query(`GRANT ${pg.escapeIdentifier(group)} TO ${pg.escapeIdentifier(appId)}`);
+    const { body } = await credential({ endpoint: PRIMARY, group_name: group }, 'application/json');
+    const token = body.token as string;
+    expect(await login(group, token)).toBe(group);
+    await admin.query(`REVOKE ${pg.escapeIdentifier(group)} FROM ${pg.escapeIdentifier(appId)}`);
+    expect(await login(group, token)).toBe('28P01');
+    await admin.query(`GRANT ${pg.escapeIdentifier(group)} TO ${pg.escapeIdentifier(appId)}`);
+    expect(await login(group, token)).toBe(group);
+    await admin.query(`REVOKE ${pg.escapeIdentifier(group)} FROM ${pg.escapeIdentifier(appId)}`);
+  });
+
   test('a group_name that is not a string is a 400', async () => {
     const { status, body } = await credential({ endpoint: PRIMARY, group_name: 42 }, 'application/json');
     expect(status).toBe(400);
