@@ -81,7 +81,8 @@ export interface FakeDatabricksOptions {
   accessTokenTtlSeconds?: number;
   /**
    * The Postgres cluster of the endpoints, as a superuser: a minted credential becomes the password
-   * of the role it logs in as (until it expires), so logins are checked by the real server.
+   * of the role it logs in as (until it expires), so logins are checked by the real server, and a
+   * login event trigger in this connection's database checks the group membership again at login.
    */
   postgres?: pg.ClientBase;
   /** Runs before a minted credential is returned (observation). */
@@ -537,8 +538,8 @@ async function loginRole(
 }
 
 /**
- * The token becomes the role's password until the credential expires, and the role is noted as
- * minted for `identity`, so that the login check below can see whose credential it is.
+ * The token becomes the role's password until the credential expires, and the role is noted (in
+ * this database) as minted for `identity`, so that the login check below can see whose it is.
  */
 async function setPassword(
   postgres: pg.ClientBase,
@@ -552,31 +553,32 @@ async function setPassword(
     [role, token, expires.toISOString()],
   );
   await postgres.query(rows[0]?.sql ?? '');
-  await postgres.query(
-    `INSERT INTO fake_lakebase.credential_role (role, identity) VALUES ($1, $2)
-     ON CONFLICT (role) DO UPDATE SET identity = excluded.identity`,
+  // A per-database role setting rather than a table: the endpoints' database keeps no extra
+  // relations that tests comparing its catalog would see.
+  const noted = await postgres.query<{ sql: string }>(
+    `SELECT format('ALTER ROLE %I IN DATABASE %I SET fake_lakebase.minted_for = %L', $1::text, current_database(), $2::text) AS sql`,
     [role, identity],
   );
+  await postgres.query(noted.rows[0]?.sql ?? '');
 }
 
 /**
  * Membership is checked again at login, as Lakebase checks it (a credential is only checked at
  * login): a PostgreSQL 17 login event trigger in the endpoints' database refuses (28P01) a login as
- * a role whose current password was minted for an identity that is no longer a member of it.
+ * a role whose current password was minted for an identity that is no longer a member of it
+ * (the per-database role setting fake_lakebase.minted_for, applied before the trigger runs).
  * Roles whose password did not come from the fake (the admin, test roles) are left alone.
  */
 async function installLoginCheck(postgres: pg.ClientBase): Promise<void> {
   await postgres.query(`
     CREATE SCHEMA IF NOT EXISTS fake_lakebase;
     REVOKE ALL ON SCHEMA fake_lakebase FROM PUBLIC;
-    CREATE TABLE IF NOT EXISTS fake_lakebase.credential_role (role name PRIMARY KEY, identity name NOT NULL);
     CREATE OR REPLACE FUNCTION fake_lakebase.check_login() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $fn$
     DECLARE
-      minted_for name;
+      minted_for text := current_setting('fake_lakebase.minted_for', true);
     BEGIN
-      SELECT c.identity INTO minted_for FROM fake_lakebase.credential_role c WHERE c.role = session_user;
-      IF FOUND AND NOT EXISTS (
+      IF coalesce(minted_for, '') <> '' AND NOT EXISTS (
         SELECT 1 FROM pg_roles m JOIN pg_roles g ON g.rolname = session_user
          WHERE m.rolname = minted_for AND pg_has_role(m.oid, g.oid, 'MEMBER')
       ) THEN
