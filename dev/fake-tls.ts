@@ -8,7 +8,6 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getCACertificates } from 'node:tls';
 
 /** Where the current CA lives; set by createFakeTls() for this process and its children. */
 export const FAKE_TLS_DIR_ENV = 'LAKETS_FAKE_TLS_DIR';
@@ -152,18 +151,4 @@ export function untrustedCertificate(names: string[] = ['localhost', '127.0.0.1'
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-const normalise = (pem: string) => pem.replace(/\s+/g, '');
-
-/**
- * Fails with what to do when this process does not trust `tls`'s CA: a fake it cannot reach would
- * otherwise look like a certificate failure of the code under test.
- */
-export function assertTrusted(tls: FakeTls, who: string): void {
-  const ca = normalise(tls.caPem);
-  if (getCACertificates('extra').some((pem) => normalise(pem) === ca)) return;
-  throw new Error(
-    `${who}: this process does not trust the fakes' CA; start it with NODE_EXTRA_CA_CERTS=${tls.caFile} (the vitest global setup does this for the tests)`,
-  );
 }
