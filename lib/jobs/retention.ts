@@ -145,8 +145,8 @@ async function enforce(
     ]),
   );
   const durationMs = Date.now() - started;
-  // The count only says whether to look again (nothing expired and nothing dropped: nothing to
-  // report); what happened to each chunk is read from the registry.
+  // Nothing expired and nothing dropped: nothing to report, no need to look again. Otherwise what
+  // happened to each chunk is read from the registry.
   let after: TableState | undefined;
   if (before.chunks.some((c) => c.expired) || Number(result.rows[0]?.dropped ?? 0) > 0) {
     const { rows } = await db.query<StateRow>(stateSql(access, 'given'), [
@@ -197,13 +197,15 @@ async function enforce(
       });
     }
   }
-  const count = chunks.filter((c) => c.outcome === 'dropped').length;
+  // The chunks are what the registry shows; the count is what this call dropped (another session's
+  // execute_retention at the same time may have dropped some of them).
+  const count = Number(result.rows[0]?.dropped ?? 0);
   const rest = notices.filter((n) => !filed.has(n));
   const warning = unreadable(after ?? before, options.force);
   const table: ItemResult = {
     kind: 'table',
     name: t.name,
-    outcome: count > 0 ? 'dropped' : 'unchanged',
+    outcome: count > 0 || chunks.some((c) => c.outcome === 'dropped') ? 'dropped' : 'unchanged',
     count,
     durationMs,
     ...(options.force ? { reason: 'forced: the durability gate was skipped' } : {}),
