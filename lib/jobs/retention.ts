@@ -12,6 +12,8 @@ import { errorLine } from './errors.ts';
 import { noticesNaming, withNotices } from './notices.ts';
 import {
   notDurableReason,
+  readChunks,
+  readShadows,
   type ShadowRow,
   type ShadowState,
   type SyncAccess,
@@ -45,7 +47,7 @@ type StateRow = ShadowRow & { id: number; gated: boolean; chunks: Chunk[] };
 // Live chunks (or the given ones) of each table, with what the gate needs. With two retention-kind
 // policies the public execute_retention uses either row: a chunk past the longer drop_after is
 // past the cut-off whichever it uses.
-function stateSql(access: SyncAccess, only: 'live' | 'given'): string {
+function stateSql(access: SyncAccess): string {
   const { joins, columns } = shadowSql(access);
   return `
   SELECT r.id, r.shadow_table_name, r.sync_enabled OR coalesce(pol.tiered, false) AS gated, ${columns},
@@ -56,7 +58,7 @@ function stateSql(access: SyncAccess, only: 'live' | 'given'): string {
                           ORDER BY m.range_start)
                      FROM lakets._chunk_metadata m
                     WHERE m.chronotable_id = r.id
-                      AND ${only === 'live' ? "m.status IN ('active', 'tiered')" : 'm.id = ANY ($2::int[])'}), '[]') AS chunks
+                      AND m.status IN ('active', 'tiered')), '[]') AS chunks
     FROM lakets._chronotable_registry r
    CROSS JOIN LATERAL (
      SELECT max((p.config ->> 'drop_after')::interval) AS drop_after, bool_or(p.policy_type = 'tiered_retention') AS tiered
@@ -70,27 +72,43 @@ function tableState(row: StateRow, access: SyncAccess): TableState {
   return { gated: row.gated, shadow: shadowState(row, access), chunks: row.chunks };
 }
 
+/** One execute_retention() call, its table item and the chunk items still to settle from state. */
+interface Call {
+  t: ChronoTable;
+  before: TableState;
+  dropped: number;
+  notices: string[];
+  /** The table's items in report order: its table item first, then its chunks once settled. */
+  group: ItemResult[];
+}
+
 export const retention: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
   const tables = await policyTables(ctx, KINDS, items);
   const access = await syncAccess(ctx.db);
-  // Every table's state in one round trip, so each table then costs its execute_retention() call
-  // and, only when it had something to do, one read of the state after it.
-  const { rows } = await ctx.db.query<StateRow>(stateSql(access, 'live'), [tables.map((t) => t.id)]);
+  // Every table's state in one round trip before, and the chunks' (and, where needed, Sync's) state
+  // in one or two after all the calls: each table costs just its execute_retention() call.
+  const { rows } = await ctx.db.query<StateRow>(stateSql(access), [tables.map((t) => t.id)]);
   const before = new Map(rows.map((r) => [r.id, tableState(r, access)]));
+  const groups: ItemResult[][] = [];
+  const calls: Call[] = [];
   for (const t of tables) {
-    if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
+    const group: ItemResult[] = [];
+    groups.push(group);
+    if (!mayStart(ctx.budget, group, 'table', t.name)) continue;
     const started = Date.now();
     const state = before.get(t.id);
     try {
       if (!state) throw new Error(`${t.name} is no longer a ChronoTable`);
-      items.push(...(ctx.options.dryRun ? plan(ctx, t, state) : await enforce(ctx, access, t, state)));
+      if (ctx.options.dryRun) group.push(...plan(ctx, t, state));
+      else calls.push(await call(ctx, t, state, group));
     } catch (error) {
-      items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
+      group.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
     }
     ctx.budget.spent(Date.now() - started);
   }
-  return items;
+  await settle(ctx, access, calls);
+  return [...items, ...groups.flat()];
 };
 
 /** A gated table whose Sync state this role cannot read: nothing can be proven, whatever the chunks. */
@@ -130,12 +148,12 @@ function plan({ options }: JobContext, t: ChronoTable, state: TableState): ItemR
   ];
 }
 
-async function enforce(
+async function call(
   { db, options }: JobContext,
-  access: SyncAccess,
   t: ChronoTable,
   before: TableState,
-): Promise<ItemResult[]> {
+  group: ItemResult[],
+): Promise<Call> {
   const started = Date.now();
   const { result, notices } = await withNotices(db, () =>
     db.query<{ dropped: number }>('SELECT lakets.execute_retention($1, $2, $3) AS dropped', [
@@ -144,26 +162,67 @@ async function enforce(
       options.force,
     ]),
   );
-  const durationMs = Date.now() - started;
-  // Nothing expired and nothing dropped: nothing to report, no need to look again. Otherwise what
-  // happened to each chunk is read from the registry.
-  let after: TableState | undefined;
-  if (before.chunks.some((c) => c.expired) || Number(result.rows[0]?.dropped ?? 0) > 0) {
-    const { rows } = await db.query<StateRow>(stateSql(access, 'given'), [
-      [t.id],
-      before.chunks.map((c) => c.id),
-    ]);
-    const row = rows[0];
-    if (!row) throw new Error(`${t.name} is no longer a ChronoTable`);
-    after = tableState(row, access);
+  // What this call dropped; the chunks are what the registry shows (another session's
+  // execute_retention at the same time may have dropped some of them).
+  const dropped = Number(result.rows[0]?.dropped ?? 0);
+  const warning = unreadable(before, options.force);
+  group.push({
+    kind: 'table',
+    name: t.name,
+    outcome: dropped > 0 ? 'dropped' : 'unchanged',
+    count: dropped,
+    durationMs: Date.now() - started,
+    ...(options.force ? { reason: 'forced: the durability gate was skipped' } : {}),
+    ...(warning ? { warning, reason: warning.message } : {}),
+    ...(notices.length > 0 ? { notices } : {}),
+  });
+  return { t, before, dropped, notices, group };
+}
+
+/**
+ * Each call's chunk outcomes from the registry after all the calls: live before and `dropped` now
+ * is dropped; past the cut-off and still live is deferred when the gate holds it back (by Sync's
+ * state before the call or now), failed otherwise. Calls with nothing past the cut-off and nothing
+ * dropped need no look.
+ */
+async function settle({ db, options }: JobContext, access: SyncAccess, calls: Call[]): Promise<void> {
+  const look = calls.filter((c) => c.dropped > 0 || c.before.chunks.some((x) => x.expired));
+  if (look.length === 0) return;
+  try {
+    const now = await readChunks(
+      db,
+      look.flatMap((c) => c.before.chunks.map((x) => x.id)),
+    );
+    const heldBack = (c: Call) =>
+      c.before.gated &&
+      !options.force &&
+      c.before.chunks.some((x) => x.expired && now.get(x.id) && now.get(x.id)?.status !== 'dropped');
+    const gated = look.filter(heldBack).map((c) => c.t.id);
+    const shadows = gated.length > 0 ? await readShadows(db, access, gated) : new Map<number, ShadowState>();
+    for (const c of look) c.group.push(...chunkItems(c, now, shadows.get(c.t.id), options.force));
+  } catch (error) {
+    // Never throw past collected items: the calls' table items stand, with what is unknown.
+    for (const c of look) {
+      const table = c.group[0] as ItemResult;
+      table.outcome = 'failed';
+      table.reason = `the chunks' state after execute_retention could not be read: ${errorLine(error)}`;
+    }
   }
-  const now = new Map((after?.chunks ?? []).map((c) => [c.id, c]));
+}
+
+function chunkItems(
+  { before, notices, group }: Call,
+  now: Map<number, { status: string; last_write_lsn: string | null }>,
+  shadowNow: ShadowState | undefined,
+  force: boolean,
+): ItemResult[] {
   const filed = new Set<string>();
   const evidence = (name: string) => {
     const mine = noticesNaming(notices, name);
     for (const n of mine) filed.add(n);
     return mine.length > 0 ? { notices: mine } : {};
   };
+  const after: TableState | undefined = shadowNow && { ...before, shadow: shadowNow };
   const chunks: ItemResult[] = [];
   for (const c of before.chunks) {
     const state = now.get(c.id);
@@ -171,7 +230,7 @@ async function enforce(
       chunks.push({ kind: 'chunk', name: c.name, outcome: 'dropped', ...evidence(c.name) });
       continue;
     }
-    if (!c.expired || !after) continue;
+    if (!c.expired) continue;
     if (!state) {
       chunks.push({
         kind: 'chunk',
@@ -181,8 +240,8 @@ async function enforce(
       });
       continue;
     }
-    // Held back by the gate, by the state read after the call or before it (Sync may move between).
-    const reason = gateReason(after, state, options.force) ?? gateReason(before, c, options.force);
+    // Held back by the gate, by Sync's state now or before the call (it may move in between).
+    const reason = (after ? gateReason(after, state, force) : null) ?? gateReason(before, c, force);
     const mine = evidence(c.name);
     if (reason !== null) {
       chunks.push({ kind: 'chunk', name: c.name, outcome: 'deferred', reason, ...mine });
@@ -192,25 +251,16 @@ async function enforce(
         kind: 'chunk',
         name: c.name,
         outcome: 'failed',
-        reason: `execute_retention left it in place although it is past drop_after and ${before.gated && !options.force ? 'proven durable' : 'not gated on durability'}${said ? `; LakeTS said: ${said}` : ''}`,
+        reason: `execute_retention left it in place although it is past drop_after and ${before.gated && !force ? 'proven durable' : 'not gated on durability'}${said ? `; LakeTS said: ${said}` : ''}`,
         ...mine,
       });
     }
   }
-  // The chunks are what the registry shows; the count is what this call dropped (another session's
-  // execute_retention at the same time may have dropped some of them).
-  const count = Number(result.rows[0]?.dropped ?? 0);
+  // The table item keeps only the text that names none of its chunks.
+  const table = group[0] as ItemResult;
   const rest = notices.filter((n) => !filed.has(n));
-  const warning = unreadable(after ?? before, options.force);
-  const table: ItemResult = {
-    kind: 'table',
-    name: t.name,
-    outcome: count > 0 || chunks.some((c) => c.outcome === 'dropped') ? 'dropped' : 'unchanged',
-    count,
-    durationMs,
-    ...(options.force ? { reason: 'forced: the durability gate was skipped' } : {}),
-    ...(warning ? { warning, reason: warning.message } : {}),
-    ...(rest.length > 0 ? { notices: rest } : {}),
-  };
-  return [table, ...chunks];
+  if (rest.length > 0) table.notices = rest;
+  else delete table.notices;
+  if (chunks.some((x) => x.outcome === 'dropped')) table.outcome = 'dropped';
+  return chunks;
 }

@@ -77,6 +77,32 @@ export type ShadowRow = {
   committed: string | null;
 };
 
+/** What Lakehouse Sync reports now for these ChronoTables' shadows (one round trip). */
+export async function readShadows(
+  db: Queryable,
+  access: SyncAccess,
+  ids: number[],
+): Promise<Map<number, ShadowState>> {
+  const { joins, columns } = shadowSql(access);
+  const { rows } = await db.query<ShadowRow & { id: number }>(
+    `SELECT r.id, r.shadow_table_name, ${columns} FROM lakets._chronotable_registry r ${joins} WHERE r.id = ANY ($1::int[])`,
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.id, shadowState(r, access)]));
+}
+
+/** The chunks' status and last_write_lsn now, by id (one round trip). */
+export async function readChunks(
+  db: Queryable,
+  ids: number[],
+): Promise<Map<number, { status: string; last_write_lsn: string | null }>> {
+  const { rows } = await db.query<{ id: number; status: string; last_write_lsn: string | null }>(
+    'SELECT id, status, last_write_lsn::text FROM lakets._chunk_metadata WHERE id = ANY ($1::int[])',
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
 /** What Lakehouse Sync proves for one table's shadow. */
 export interface ShadowState {
   /** committed_lsn while STREAMING; NULL when nothing can be proven. */

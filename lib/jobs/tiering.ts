@@ -9,6 +9,8 @@ import { errorLine } from './errors.ts';
 import { withNotices } from './notices.ts';
 import {
   notDurableReason,
+  readChunks,
+  readShadows,
   type ShadowRow,
   type ShadowState,
   type SyncAccess,
@@ -47,18 +49,6 @@ function evaluateSql(access: SyncAccess): string {
    WHERE r.id = ANY ($1::int[])`;
 }
 
-// The candidates' state after tier_chunk, and the shadow's state now.
-function afterSql(access: SyncAccess): string {
-  const { joins, columns } = shadowSql(access);
-  return `
-  SELECT r.id, r.shadow_table_name, ${columns},
-         coalesce((SELECT json_agg(json_build_object(
-                            'id', m.id, 'status', m.status, 'last_write_lsn', m.last_write_lsn::text))
-                     FROM lakets._chunk_metadata m WHERE m.id = ANY ($2::int[])), '[]') AS chunks
-    FROM lakets._chronotable_registry r ${joins}
-   WHERE r.id = $1`;
-}
-
 type EvaluationRow = ShadowRow & { id: number; candidates: Candidate[] };
 
 async function evaluate(
@@ -85,17 +75,19 @@ export const tiering: JobLogic = async (ctx) => {
     batch = undefined; // one table's error fails the batch: evaluate table by table below
   }
   const evaluated: number[] = [];
+  const attempts: Attempt[] = [];
   for (const t of tables) {
     if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
     try {
       const evaluation = batch?.get(t.id) ?? (await evaluate(ctx.db, access, [t.id])).get(t.id);
       if (!evaluation) throw new Error(`${t.name} is no longer a ChronoTable`);
-      await tierTable(ctx, access, t, evaluation, items);
+      attempts.push(...(await tierTable(ctx, t, evaluation, items)));
       evaluated.push(t.id);
     } catch (error) {
       items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
     }
   }
+  await settle(ctx.db, access, attempts);
   if (!ctx.options.dryRun && evaluated.length > 0) {
     try {
       await ctx.db.query(
@@ -119,20 +111,23 @@ export const tiering: JobLogic = async (ctx) => {
 };
 
 interface Attempt {
+  table: number;
   chunk: Candidate;
+  /** Lakehouse Sync's state for the shadow before the call. */
+  before: ShadowState;
   notices: string[];
   durationMs: number;
-  /** Its report item, settled from the state read after the table's calls. */
+  /** Its report item, settled from the state read after all the calls. */
   item: ItemResult;
 }
 
+/** Calls tier_chunk for each candidate; returns the calls made, their items still to settle. */
 async function tierTable(
   { db, options, budget }: JobContext,
-  access: SyncAccess,
   t: ChronoTable,
   { shadow, candidates }: Evaluation,
   items: ItemResult[],
-): Promise<void> {
+): Promise<Attempt[]> {
   // Nothing can be proven for a synced table whose Sync state this role cannot read: say so once.
   const warning = shadow.unreadable
     ? {
@@ -152,16 +147,15 @@ async function tierTable(
           : `${shadow.reason}: nothing can be proven durable (fail-closed)`,
       ...(warning ? { warning } : {}),
     });
-    return;
+    return [];
   }
-  const chunkItems: ItemResult[] = [];
-  if (warning) chunkItems.push({ kind: 'table', name: t.name, outcome: 'unchanged', count: 0, warning });
+  if (warning) items.push({ kind: 'table', name: t.name, outcome: 'unchanged', count: 0, warning });
   const attempts: Attempt[] = [];
   for (const c of candidates) {
-    if (!mayStart(budget, chunkItems, 'chunk', c.name)) continue;
+    if (!mayStart(budget, items, 'chunk', c.name)) continue;
     if (options.dryRun) {
       const reason = notDurableReason(shadow, c.last_write_lsn);
-      chunkItems.push({
+      items.push({
         kind: 'chunk',
         name: c.name,
         outcome: reason === null ? 'would-tier' : 'deferred',
@@ -173,58 +167,61 @@ async function tierTable(
     try {
       const { notices } = await withNotices(db, () => db.query('SELECT lakets.tier_chunk($1)', [c.name]));
       const item: ItemResult = { kind: 'chunk', name: c.name, outcome: 'deferred' };
-      attempts.push({ chunk: c, notices, durationMs: Date.now() - started, item });
-      chunkItems.push(item);
+      attempts.push({
+        table: t.id,
+        chunk: c,
+        before: shadow,
+        notices,
+        durationMs: Date.now() - started,
+        item,
+      });
+      items.push(item);
     } catch (error) {
-      chunkItems.push({ kind: 'chunk', name: c.name, outcome: 'failed', reason: errorLine(error) });
+      items.push({ kind: 'chunk', name: c.name, outcome: 'failed', reason: errorLine(error) });
     }
     budget.spent(Date.now() - started);
   }
-  try {
-    if (attempts.length > 0) await settle(db, access, t, shadow, attempts);
-  } finally {
-    items.push(...chunkItems);
-  }
+  return attempts;
 }
 
-/** Each attempted chunk's outcome from its status after tier_chunk; a deferral's reason from state. */
-async function settle(
-  db: JobContext['db'],
-  access: SyncAccess,
-  t: ChronoTable,
-  before: ShadowState,
-  attempts: Attempt[],
-): Promise<void> {
-  let after: { shadow: ShadowState; chunks: Map<number, { status: string; last_write_lsn: string | null }> };
+/**
+ * Each attempted chunk's outcome from its status after tier_chunk, read once for the whole run; a
+ * deferral's reason from its last_write_lsn and Lakehouse Sync's state (read only for the tables
+ * with a chunk left active).
+ */
+async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attempt[]): Promise<void> {
+  if (attempts.length === 0) return;
   try {
-    const { rows } = await db.query<
-      ShadowRow & { chunks: Array<{ id: number; status: string; last_write_lsn: string | null }> }
-    >(afterSql(access), [t.id, attempts.map((a) => a.chunk.id)]);
-    const row = rows[0];
-    if (!row) throw new Error(`${t.name} is no longer a ChronoTable`);
-    after = { shadow: shadowState(row, access), chunks: new Map(row.chunks.map((c) => [c.id, c])) };
+    const now = await readChunks(
+      db,
+      attempts.map((a) => a.chunk.id),
+    );
+    const left = attempts.filter((a) => now.get(a.chunk.id)?.status === 'active');
+    const shadows =
+      left.length > 0 ? await readShadows(db, access, [...new Set(left.map((a) => a.table))]) : new Map();
+    for (const a of attempts) {
+      const chunk = now.get(a.chunk.id);
+      const item = a.item;
+      Object.assign(item, { durationMs: a.durationMs }, a.notices.length > 0 ? { notices: a.notices } : {});
+      if (chunk?.status === 'tiered') {
+        item.outcome = 'tiered';
+      } else if (!chunk) {
+        item.outcome = 'skipped';
+        item.reason = 'the chunk is no longer in lakets._chunk_metadata';
+      } else if (chunk.status !== 'active') {
+        item.outcome = 'skipped';
+        item.reason = `status is ${chunk.status}, only active chunks are tiered`;
+      } else {
+        const after: ShadowState | undefined = shadows.get(a.table);
+        item.reason =
+          (after ? notDurableReason(after, chunk.last_write_lsn) : null) ??
+          notDurableReason(a.before, a.chunk.last_write_lsn) ??
+          "tier_chunk left it active although Lakehouse Sync's state read before and after proves it durable (it changed during the call?); the next run retries";
+      }
+    }
   } catch (error) {
+    // Never throw past collected items: each says what is known.
     const why = `its state after tier_chunk could not be read: ${errorLine(error)}`;
     for (const a of attempts) Object.assign(a.item, { outcome: 'failed', reason: why });
-    return;
-  }
-  for (const a of attempts) {
-    const now = after.chunks.get(a.chunk.id);
-    const item = a.item;
-    Object.assign(item, { durationMs: a.durationMs }, a.notices.length > 0 ? { notices: a.notices } : {});
-    if (now?.status === 'tiered') {
-      item.outcome = 'tiered';
-    } else if (!now) {
-      item.outcome = 'skipped';
-      item.reason = 'the chunk is no longer in lakets._chunk_metadata';
-    } else if (now.status !== 'active') {
-      item.outcome = 'skipped';
-      item.reason = `status is ${now.status}, only active chunks are tiered`;
-    } else {
-      item.reason =
-        notDurableReason(after.shadow, now.last_write_lsn) ??
-        notDurableReason(before, a.chunk.last_write_lsn) ??
-        "tier_chunk left it active although Lakehouse Sync's state read before and after proves it durable (it changed during the call?); the next run retries";
-    }
   }
 }
