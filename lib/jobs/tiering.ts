@@ -1,8 +1,9 @@
 // Tiering: for each table with an enabled tiering-kind policy (least recently run first),
 // _get_chunks_to_tier() then tier_chunk() per candidate. Never drops anything. A chunk's outcome is
-// its status in _chunk_metadata after the call, and a deferral's reason is computed from the chunk's
-// last_write_lsn and Lakehouse Sync's state for its shadow; LakeTS's NOTICEs are kept as evidence
-// only. Stamps last_run_at on every tiering-kind policy of a table once it has been evaluated (the
+// its status in _chunk_metadata read after the calls (once per run), and a deferral's reason is
+// computed from the chunk's last_write_lsn and Lakehouse Sync's state for its shadow; LakeTS's
+// NOTICEs are kept as evidence only. A synced table whose Sync state the role cannot read carries a
+// SyncStateUnreadable warning. Stamps last_run_at on every tiering-kind policy of a table once it has been evaluated (the
 // public job stamps only 'tiering', and only when there were candidates).
 import { mayStart } from './budget.ts';
 import { errorLine } from './errors.ts';
