@@ -44,7 +44,7 @@ interface TableState {
 
 type StateRow = ShadowRow & { id: number; gated: boolean; chunks: Chunk[] };
 
-// Live chunks (or the given ones) of each table, with what the gate needs. With two retention-kind
+// The live chunks of each table, with what the gate needs. With two retention-kind
 // policies the public execute_retention uses either row: a chunk past the longer drop_after is
 // past the cut-off whichever it uses.
 function stateSql(access: SyncAccess): string {
