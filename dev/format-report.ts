@@ -66,7 +66,8 @@ export function formatReport(report: JobReport): string {
     .filter(([k, v]) => v > 0 && k !== 'items')
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  const head = `${TITLES[report.job]}: ${report.status} in ${report.durationMs} ms${totals ? ` (${totals})` : ''}`;
+  const title = `${TITLES[report.job]}: ${report.status} in ${report.durationMs} ms${totals ? ` (${totals})` : ''}`;
+  const head = [title, ...(report.warnings ?? []).map((w) => `  warning: ${w}`)].join('\n');
   if (report.items.length === 0) return `${head}\n  ${report.reason ?? 'nothing to do'}`;
   return `${head}\n${table(
     ['item', 'outcome', 'detail'],

@@ -111,6 +111,18 @@ export class Monitoring extends Construct {
           treatMissingData: cw.TreatMissingData.NOT_BREACHING,
         });
       }
+      if (spec.metrics.includes('SyncStateUnreadable')) {
+        alarm(`${spec.name}-sync-state-unreadable`, {
+          alarmName: name(`${spec.name}-sync-state-unreadable`),
+          alarmDescription: `${spec.title} could not read Lakehouse Sync's state (wal2delta) for synced tables, so it proved nothing durable and left their chunks in place. Grant the job role USAGE on schema wal2delta and SELECT on wal2delta.tables (npm run grants); the report's warnings name the missing privilege.`,
+          metric: jobMetric(spec, 'SyncStateUnreadable', { period: Duration.days(1) }),
+          threshold: 0,
+          comparisonOperator: cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+          evaluationPeriods: 1,
+          // A day without a run says nothing about access; the missed-run alarm covers it.
+          treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+        });
+      }
     }
 
     alarm('failure-queue-not-empty', {

@@ -30,9 +30,15 @@ export function reportMetrics(report: JobReport): Partial<Record<MetricName, num
       RollupsFailed: n('rollupsFailed'),
     },
   };
+  // What the role cannot read is true of a dry run too; a skipped run read nothing.
+  const access =
+    (report.job === 'tiering' || report.job === 'retention') && report.status !== 'skipped'
+      ? { SyncStateUnreadable: n('syncStateUnreadable') }
+      : {};
   return {
     // A dry run changed nothing: its would-be counts must not feed the alarms.
     ...(report.dryRun || report.status === 'skipped' ? {} : byJob[report.job]),
+    ...access,
     ItemsFailed: n('failed'),
     RunDuration: report.durationMs,
     RunIncomplete: report.status === 'incomplete' ? 1 : 0,

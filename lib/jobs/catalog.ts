@@ -20,6 +20,7 @@ export const METRIC_NAMES = [
   'ChunksTieringDeferred',
   'ChunksDropped',
   'ChunksRetentionDeferred',
+  'SyncStateUnreadable',
   'RollupsRefreshed',
   'RollupsSkipped',
   'RollupsFailed',
@@ -30,13 +31,18 @@ export const METRIC_NAMES = [
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
-/** Unit of each metric as emitted; everything is a count except RunDuration. */
+/**
+ * Unit of each metric as emitted; everything is a count except RunDuration. SyncStateUnreadable
+ * (Tiering, Retention) counts the synced tables for which nothing could be proven because the job
+ * role cannot read Lakehouse Sync's state (wal2delta).
+ */
 export const METRIC_UNITS: Readonly<Record<MetricName, 'Count' | 'Milliseconds'>> = {
   PartitionsCreated: 'Count',
   ChunksTiered: 'Count',
   ChunksTieringDeferred: 'Count',
   ChunksDropped: 'Count',
   ChunksRetentionDeferred: 'Count',
+  SyncStateUnreadable: 'Count',
   RollupsRefreshed: 'Count',
   RollupsSkipped: 'Count',
   RollupsFailed: 'Count',
@@ -116,7 +122,7 @@ export const JOBS: Readonly<Record<JobName, JobSpec>> = {
       lambdaMaxEventAgeMinutes: 120,
       lambdaRetryAttempts: 2,
     },
-    metrics: ['ChunksTiered', 'ChunksTieringDeferred'],
+    metrics: ['ChunksTiered', 'ChunksTieringDeferred', 'SyncStateUnreadable'],
   },
   retention: {
     name: 'retention',
@@ -131,7 +137,7 @@ export const JOBS: Readonly<Record<JobName, JobSpec>> = {
       lambdaMaxEventAgeMinutes: 120,
       lambdaRetryAttempts: 2,
     },
-    metrics: ['ChunksDropped', 'ChunksRetentionDeferred'],
+    metrics: ['ChunksDropped', 'ChunksRetentionDeferred', 'SyncStateUnreadable'],
   },
   'rollup-refresh': {
     name: 'rollup-refresh',

@@ -1,6 +1,6 @@
 // Runs one statement and collects the NOTICE/WARNING text the server sent while it ran. The
-// public jobs never read these; they are how LakeTS says why a chunk was deferred or a RollUp
-// skipped, so they belong in the report.
+// public jobs never read these. They go into the report verbatim as evidence for a person; no
+// outcome or reason is ever derived from them (their wording differs between LakeTS releases).
 import type { Queryable } from './types.ts';
 
 export interface Noticed<T> {
@@ -22,19 +22,19 @@ export async function withNotices<T>(db: Queryable, run: () => Promise<T>): Prom
   }
 }
 
-/** The notices that name a chunk (`... chunk <name>: <reason>`), keyed by chunk name. */
-export function noticesByChunk(notices: string[], chunkNames: Iterable<string>): Map<string, string> {
-  // Longest names first, so `m_1` never claims a notice about `m_10`.
-  const names = [...chunkNames].sort((a, b) => b.length - a.length);
-  const found = new Map<string, string>();
-  for (const text of notices) {
-    for (const name of names) {
-      const at = text.indexOf(`chunk ${name}: `);
-      if (at >= 0) {
-        if (!found.has(name)) found.set(name, text.slice(at + `chunk ${name}: `.length));
-        break;
-      }
+/**
+ * The notices that mention `name` as a whole word (so `m_1` never claims a notice about `m_10`).
+ * Only to file LakeTS's text with the item it is about, as evidence; never to decide an outcome.
+ */
+export function noticesNaming(notices: string[], name: string): string[] {
+  return notices.filter((text) => {
+    for (let at = text.indexOf(name); at >= 0; at = text.indexOf(name, at + 1)) {
+      const before = text[at - 1] ?? ' ';
+      const after = text[at + name.length] ?? ' ';
+      if (!WORD.test(before) && !WORD.test(after)) return true;
     }
-  }
-  return found;
+    return false;
+  });
 }
+
+const WORD = /[A-Za-z0-9_$."]/;

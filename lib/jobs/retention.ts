@@ -1,84 +1,159 @@
 // Retention: one execute_retention() per table with an enabled retention-kind policy (the public
-// job calls it once per policy row, so a table with two rows ran twice). p_force only from a
-// manual payload that names its tables. Per-chunk outcomes come from the registry before and
-// after the call, and from the NOTICE (deferred) and WARNING (failed) lines LakeTS raises.
+// job calls it once per policy row, so a table with two rows ran twice), least recently run first.
+// p_force only from a manual payload that names its tables.
+//
+// Outcomes come from state read before and after the call, never from LakeTS's wording: a chunk
+// that was live before and is `dropped` after was dropped; a chunk past the cut-off that is still
+// live after was deferred when the durability gate holds it back (its reason computed from its
+// last_write_lsn and Lakehouse Sync's state for the shadow), and failed otherwise. NOTICE and
+// WARNING text is filed with the chunk it names, as evidence.
 import { mayStart } from './budget.ts';
 import { errorLine } from './errors.ts';
-import { noticesByChunk, withNotices } from './notices.ts';
+import { noticesNaming, withNotices } from './notices.ts';
+import {
+  notDurableReason,
+  readChunks,
+  readShadows,
+  type ShadowRow,
+  type ShadowState,
+  type SyncAccess,
+  shadowSql,
+  shadowState,
+  syncAccess,
+} from './sync-state.ts';
 import { type ChronoTable, policyTables } from './targets.ts';
-import type { ItemResult, JobContext, JobLogic } from './types.ts';
+import type { ItemResult, ItemWarning, JobContext, JobLogic } from './types.ts';
 
 const KINDS = ['retention', 'tiered_retention'];
 
-// Chunks past the cut-off, and whether each would pass the gate: what execute_retention decides.
-const PLAN_SQL = `
-  WITH pol AS (
-    SELECT max((p.config ->> 'drop_after')::interval) AS drop_after,
-           bool_or(p.policy_type = 'tiered_retention') AS tiered
-      FROM lakets._policy_registry p
-     WHERE p.chronotable_id = $1 AND p.enabled AND p.policy_type IN ('retention', 'tiered_retention')
-  ), reg AS (
-    SELECT r.sync_enabled OR pol.tiered AS gated, lakets._cdf_committed_lsn(r.shadow_table_name) AS committed, pol.drop_after
-      FROM lakets._chronotable_registry r, pol WHERE r.id = $1
-  )
-  SELECT m.chunk_name,
-         (NOT reg.gated OR $2::boolean
-          OR coalesce(reg.committed >= m.last_write_lsn, false)) AS droppable
-    FROM lakets._chunk_metadata m, reg
-   WHERE m.chronotable_id = $1 AND m.status IN ('active', 'tiered') AND m.range_end <= now() - reg.drop_after
-   ORDER BY m.range_start`;
+interface Chunk {
+  id: number;
+  name: string;
+  status: string;
+  last_write_lsn: string | null;
+  /** range_end <= now() - drop_after, with the longest drop_after of the table's policies. */
+  expired: boolean;
+}
+
+interface TableState {
+  /** Gated on UC durability: the table is synced or has a tiered_retention policy (before p_force). */
+  gated: boolean;
+  shadow: ShadowState;
+  chunks: Chunk[];
+}
+
+type StateRow = ShadowRow & { id: number; gated: boolean; chunks: Chunk[] };
+
+// The live chunks of each table, with what the gate needs. With two retention-kind
+// policies the public execute_retention uses either row: a chunk past the longer drop_after is
+// past the cut-off whichever it uses.
+function stateSql(access: SyncAccess): string {
+  const { joins, columns } = shadowSql(access);
+  return `
+  SELECT r.id, r.shadow_table_name, r.sync_enabled OR coalesce(pol.tiered, false) AS gated, ${columns},
+         coalesce((SELECT json_agg(json_build_object(
+                            'id', m.id, 'name', m.chunk_name, 'status', m.status,
+                            'last_write_lsn', m.last_write_lsn::text,
+                            'expired', coalesce(m.range_end <= now() - pol.drop_after, false))
+                          ORDER BY m.range_start)
+                     FROM lakets._chunk_metadata m
+                    WHERE m.chronotable_id = r.id
+                      AND m.status IN ('active', 'tiered')), '[]') AS chunks
+    FROM lakets._chronotable_registry r
+   CROSS JOIN LATERAL (
+     SELECT max((p.config ->> 'drop_after')::interval) AS drop_after, bool_or(p.policy_type = 'tiered_retention') AS tiered
+       FROM lakets._policy_registry p
+      WHERE p.chronotable_id = r.id AND p.enabled AND p.policy_type IN ('retention', 'tiered_retention')) pol
+   ${joins}
+   WHERE r.id = ANY ($1::int[])`;
+}
+
+function tableState(row: StateRow, access: SyncAccess): TableState {
+  return { gated: row.gated, shadow: shadowState(row, access), chunks: row.chunks };
+}
+
+/** One execute_retention() call, its table item and the chunk items still to settle from state. */
+interface Call {
+  t: ChronoTable;
+  before: TableState;
+  dropped: number;
+  notices: string[];
+  /** The table's items in report order: its table item first, then its chunks once settled. */
+  group: ItemResult[];
+}
 
 export const retention: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
   const tables = await policyTables(ctx, KINDS, items);
-  // The live chunks of every table in one round trip: they name the chunks in LakeTS's NOTICEs and
-  // tell which ones a call dropped, so each table then costs just its execute_retention() call.
-  const { rows } = await ctx.db.query<{ id: number; chunks: string[] }>(
-    `SELECT chronotable_id AS id, array_agg(chunk_name) AS chunks FROM lakets._chunk_metadata
-      WHERE chronotable_id = ANY ($1::int[]) AND status IN ('active', 'tiered') GROUP BY 1`,
-    [tables.map((t) => t.id)],
-  );
-  const live = new Map(rows.map((r) => [r.id, r.chunks]));
+  const access = await syncAccess(ctx.db);
+  // Every table's state in one round trip before, and the chunks' (and, where needed, Sync's) state
+  // in one or two after all the calls: each table costs just its execute_retention() call.
+  const { rows } = await ctx.db.query<StateRow>(stateSql(access), [tables.map((t) => t.id)]);
+  const before = new Map(rows.map((r) => [r.id, tableState(r, access)]));
+  const groups: ItemResult[][] = [];
+  const calls: Call[] = [];
   for (const t of tables) {
-    if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
+    const group: ItemResult[] = [];
+    groups.push(group);
+    if (!mayStart(ctx.budget, group, 'table', t.name)) continue;
     const started = Date.now();
+    const state = before.get(t.id);
     try {
-      items.push(...(ctx.options.dryRun ? await plan(ctx, t) : await enforce(ctx, t, live.get(t.id) ?? [])));
+      if (!state) throw new Error(`${t.name} is no longer a ChronoTable`);
+      if (ctx.options.dryRun) group.push(...plan(ctx, t, state));
+      else calls.push(await call(ctx, t, state, group));
     } catch (error) {
-      items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
+      group.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
     }
     ctx.budget.spent(Date.now() - started);
   }
-  return items;
+  await settle(ctx, access, calls);
+  return [...items, ...groups.flat()];
 };
 
-async function plan({ db, options }: JobContext, t: ChronoTable): Promise<ItemResult[]> {
-  const { rows } = await db.query<{ chunk_name: string; droppable: boolean }>(PLAN_SQL, [
-    t.id,
-    options.force,
-  ]);
+/** A gated table whose Sync state this role cannot read: nothing can be proven, whatever the chunks. */
+function unreadable(state: TableState, force: boolean): ItemWarning | undefined {
+  if (!state.gated || force || !state.shadow.unreadable) return undefined;
+  return {
+    code: 'SyncStateUnreadable',
+    message: `${state.shadow.reason}: Retention cannot prove any chunk durable, so expired chunks stay (run npm run grants, or grant it)`,
+  };
+}
+
+/** Why the gate holds this chunk back, or NULL when it may be dropped. */
+function gateReason(state: TableState, chunk: Pick<Chunk, 'last_write_lsn'>, force: boolean): string | null {
+  if (!state.gated || force) return null;
+  return notDurableReason(state.shadow, chunk.last_write_lsn);
+}
+
+function plan({ options }: JobContext, t: ChronoTable, state: TableState): ItemResult[] {
+  const expired = state.chunks.filter((c) => c.expired);
+  const chunks = expired.map((c): ItemResult => {
+    const reason = gateReason(state, c, options.force);
+    return reason === null
+      ? { kind: 'chunk', name: c.name, outcome: 'would-drop' }
+      : { kind: 'chunk', name: c.name, outcome: 'deferred', reason };
+  });
+  const count = chunks.filter((c) => c.outcome === 'would-drop').length;
+  const warning = unreadable(state, options.force);
   return [
     {
       kind: 'table',
       name: t.name,
-      outcome: rows.some((r) => r.droppable) ? 'would-drop' : 'unchanged',
-      count: rows.filter((r) => r.droppable).length,
+      outcome: count > 0 ? 'would-drop' : 'unchanged',
+      count,
+      ...(warning ? { warning, reason: warning.message } : {}),
     },
-    ...rows.map(
-      (r): ItemResult =>
-        r.droppable
-          ? { kind: 'chunk', name: r.chunk_name, outcome: 'would-drop' }
-          : {
-              kind: 'chunk',
-              name: r.chunk_name,
-              outcome: 'deferred',
-              reason: 'not proven durable in Unity Catalog yet',
-            },
-    ),
+    ...chunks,
   ];
 }
 
-async function enforce({ db, options }: JobContext, t: ChronoTable, before: string[]): Promise<ItemResult[]> {
+async function call(
+  { db, options }: JobContext,
+  t: ChronoTable,
+  before: TableState,
+  group: ItemResult[],
+): Promise<Call> {
   const started = Date.now();
   const { result, notices } = await withNotices(db, () =>
     db.query<{ dropped: number }>('SELECT lakets.execute_retention($1, $2, $3) AS dropped', [
@@ -87,36 +162,105 @@ async function enforce({ db, options }: JobContext, t: ChronoTable, before: stri
       options.force,
     ]),
   );
-  const count = Number(result.rows[0]?.dropped ?? 0);
-  const gone =
-    count === 0
-      ? { rows: [] }
-      : await db.query<{ chunk_name: string }>(
-          `SELECT chunk_name FROM lakets._chunk_metadata
-            WHERE chronotable_id = $1 AND status = 'dropped' AND chunk_name = ANY ($2::text[])`,
-          [t.id, before],
-        );
-  const dropped = new Set(gone.rows.map((r) => r.chunk_name));
-  const byChunk = noticesByChunk(notices, before);
-  const chunks: ItemResult[] = [];
-  for (const name of before) {
-    if (dropped.has(name)) {
-      chunks.push({ kind: 'chunk', name, outcome: 'dropped' });
-      continue;
-    }
-    const reason = byChunk.get(name);
-    if (reason === undefined) continue;
-    const failed = notices.some((n) => n.startsWith('WARNING') && n.includes(`chunk ${name}: `));
-    chunks.push({ kind: 'chunk', name, outcome: failed ? 'failed' : 'deferred', reason });
-  }
-  const table: ItemResult = {
+  // What this call dropped; the chunks are what the registry shows (another session's
+  // execute_retention at the same time may have dropped some of them).
+  const dropped = Number(result.rows[0]?.dropped ?? 0);
+  const warning = unreadable(before, options.force);
+  group.push({
     kind: 'table',
     name: t.name,
-    outcome: count > 0 ? 'dropped' : 'unchanged',
-    count,
+    outcome: dropped > 0 ? 'dropped' : 'unchanged',
+    count: dropped,
     durationMs: Date.now() - started,
     ...(options.force ? { reason: 'forced: the durability gate was skipped' } : {}),
+    ...(warning ? { warning, reason: warning.message } : {}),
     ...(notices.length > 0 ? { notices } : {}),
+  });
+  return { t, before, dropped, notices, group };
+}
+
+/**
+ * Each call's chunk outcomes from the registry after all the calls: live before and `dropped` now
+ * is dropped; past the cut-off and still live is deferred when the gate holds it back (by Sync's
+ * state before the call or now), failed otherwise. Calls with nothing past the cut-off and nothing
+ * dropped need no look.
+ */
+async function settle({ db, options }: JobContext, access: SyncAccess, calls: Call[]): Promise<void> {
+  const look = calls.filter((c) => c.dropped > 0 || c.before.chunks.some((x) => x.expired));
+  if (look.length === 0) return;
+  try {
+    const now = await readChunks(
+      db,
+      look.flatMap((c) => c.before.chunks.map((x) => x.id)),
+    );
+    const heldBack = (c: Call) =>
+      c.before.gated &&
+      !options.force &&
+      c.before.chunks.some((x) => x.expired && now.get(x.id) && now.get(x.id)?.status !== 'dropped');
+    const gated = look.filter(heldBack).map((c) => c.t.id);
+    const shadows = gated.length > 0 ? await readShadows(db, access, gated) : new Map<number, ShadowState>();
+    for (const c of look) c.group.push(...chunkItems(c, now, shadows.get(c.t.id), options.force));
+  } catch (error) {
+    // Never throw past collected items: the calls' table items stand, with what is unknown.
+    for (const c of look) {
+      const table = c.group[0] as ItemResult;
+      table.outcome = 'failed';
+      table.reason = `the chunks' state after execute_retention could not be read: ${errorLine(error)}`;
+    }
+  }
+}
+
+function chunkItems(
+  { before, notices, group }: Call,
+  now: Map<number, { status: string; last_write_lsn: string | null }>,
+  shadowNow: ShadowState | undefined,
+  force: boolean,
+): ItemResult[] {
+  const filed = new Set<string>();
+  const evidence = (name: string) => {
+    const mine = noticesNaming(notices, name);
+    for (const n of mine) filed.add(n);
+    return mine.length > 0 ? { notices: mine } : {};
   };
-  return [table, ...chunks];
+  const after: TableState | undefined = shadowNow && { ...before, shadow: shadowNow };
+  const chunks: ItemResult[] = [];
+  for (const c of before.chunks) {
+    const state = now.get(c.id);
+    if (state?.status === 'dropped') {
+      chunks.push({ kind: 'chunk', name: c.name, outcome: 'dropped', ...evidence(c.name) });
+      continue;
+    }
+    if (!c.expired) continue;
+    if (!state) {
+      chunks.push({
+        kind: 'chunk',
+        name: c.name,
+        outcome: 'skipped',
+        reason: 'the chunk is no longer in lakets._chunk_metadata',
+      });
+      continue;
+    }
+    // Held back by the gate, by Sync's state now or before the call (it may move in between).
+    const reason = (after ? gateReason(after, state, force) : null) ?? gateReason(before, c, force);
+    const mine = evidence(c.name);
+    if (reason !== null) {
+      chunks.push({ kind: 'chunk', name: c.name, outcome: 'deferred', reason, ...mine });
+    } else {
+      const said = mine.notices?.find((n) => n.startsWith('WARNING'));
+      chunks.push({
+        kind: 'chunk',
+        name: c.name,
+        outcome: 'failed',
+        reason: `execute_retention left it in place although it is past drop_after and ${before.gated && !force ? 'proven durable' : 'not gated on durability'}${said ? `; LakeTS said: ${said}` : ''}`,
+        ...mine,
+      });
+    }
+  }
+  // The table item keeps only the text that names none of its chunks.
+  const table = group[0] as ItemResult;
+  const rest = notices.filter((n) => !filed.has(n));
+  if (rest.length > 0) table.notices = rest;
+  else delete table.notices;
+  if (chunks.some((x) => x.outcome === 'dropped')) table.outcome = 'dropped';
+  return chunks;
 }

@@ -2,7 +2,10 @@
 // back every other refresh of the run. Here the DAG is ordered client-side (Kahn, dependencies
 // first, over the registry's depends_on) and each RollUp is refreshed by refresh_rollup() in its
 // own transaction: a failure undoes only that RollUp, and everything that depends on it, directly
-// or not, is skipped and named.
+// or not, is skipped and named. Among the RollUps whose dependencies are done, the least recently
+// refreshed goes first. A RollUp counts as refreshed when its last_refreshed_at moved; a skip's
+// reason is computed from the registry (the public refresh_rollup says nothing about refresh_lag).
+// NULL refresh_lag means "never wait", in a dry run too.
 import { mayStart } from './budget.ts';
 import { errorLine } from './errors.ts';
 import { withNotices } from './notices.ts';
@@ -13,12 +16,34 @@ interface Node {
   id: number;
   name: string;
   depends_on: number[];
+  /** When it was last refreshed (UTC text), NULL if never. */
+  last_refreshed_at: string | null;
+  refresh_lag: string | null;
+  /** refresh_lag has passed (or is NULL: never wait) as of the read: LakeTS will refresh it. */
   due: boolean;
+  /** When refresh_lag passes (only when not due). */
+  due_at: string | null;
 }
 
 export const CYCLE_MESSAGE = 'Circular dependency detected in RollUp DAG';
 
-/** Refresh order over `nodes` (all, or `root` plus everything it depends on), and what a cycle left out. */
+/** Least recently refreshed first (never refreshed first), then by name. */
+function urgency(a: Node, b: Node): number {
+  if (a.last_refreshed_at !== b.last_refreshed_at) {
+    if (a.last_refreshed_at === null) return -1;
+    if (b.last_refreshed_at === null) return 1;
+    // Same session, same (UTC) rendering: the text orders as the time does.
+    return a.last_refreshed_at < b.last_refreshed_at ? -1 : 1;
+  }
+  return a.name.localeCompare(b.name);
+}
+
+/**
+ * Refresh order over `nodes` (all, or `root` plus everything it depends on), and what a cycle left
+ * out: dependencies first, and among the RollUps whose dependencies are done, the least recently
+ * refreshed first. A run cut short by its deadline leaves the ones it refreshed stamped, so the
+ * next run starts with the ones it did not reach.
+ */
 export function refreshOrder(nodes: Node[], root?: string): { order: Node[]; cyclic: Node[] } {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   let scope = nodes;
@@ -40,24 +65,31 @@ export function refreshOrder(nodes: Node[], root?: string): { order: Node[]; cyc
   const done = new Set<number>();
   const order: Node[] = [];
   for (;;) {
-    const ready = scope
-      .filter((n) => !done.has(n.id) && n.depends_on.every((d) => done.has(d) || !inScope.has(d)))
-      .sort((a, b) => a.name.localeCompare(b.name));
+    const ready = scope.filter(
+      (n) => !done.has(n.id) && n.depends_on.every((d) => done.has(d) || !inScope.has(d)),
+    );
     if (ready.length === 0) break;
-    for (const n of ready) {
-      done.add(n.id);
-      order.push(n);
-    }
+    const next = ready.reduce((a, b) => (urgency(b, a) < 0 ? b : a));
+    done.add(next.id);
+    order.push(next);
   }
   return { order, cyclic: scope.filter((n) => !done.has(n.id)) };
 }
 
+// Timestamps as UTC text (the session pins TimeZone=UTC), compared as read: no precision is lost.
+const NODES_SQL = `
+  SELECT id, name, depends_on, last_refreshed_at::text, refresh_lag::text,
+         (last_refreshed_at IS NULL OR refresh_lag IS NULL OR last_refreshed_at + refresh_lag <= now()) AS due,
+         (last_refreshed_at + refresh_lag)::text AS due_at
+    FROM lakets._rollup_registry ORDER BY name`;
+
+/** Why a RollUp that is not due is skipped (the public refresh_rollup says nothing). */
+function lagReason(n: Node): string {
+  return `refresh_lag ${n.refresh_lag} has not passed since its last refresh at ${n.last_refreshed_at} (due at ${n.due_at})`;
+}
+
 export const rollupRefresh: JobLogic = async ({ db, options, budget }) => {
-  const { rows } = await db.query<Node & Record<string, unknown>>(
-    `SELECT id, name, depends_on,
-            (last_refreshed_at IS NULL OR last_refreshed_at + refresh_lag <= now()) AS due
-       FROM lakets._rollup_registry ORDER BY name`,
-  );
+  const { rows } = await db.query<Node & Record<string, unknown>>(NODES_SQL);
   const { order, cyclic } = refreshOrder(rows, options.rollup);
   const items: ItemResult[] = cyclic.map((n) => ({
     kind: 'rollup',
@@ -84,12 +116,7 @@ export const rollupRefresh: JobLogic = async ({ db, options, budget }) => {
       items.push(
         n.due
           ? { kind: 'rollup', name: n.name, outcome: 'would-refresh' }
-          : {
-              kind: 'rollup',
-              name: n.name,
-              outcome: 'skipped',
-              reason: 'refresh_lag has not passed since the last refresh',
-            },
+          : { kind: 'rollup', name: n.name, outcome: 'skipped', reason: lagReason(n) },
       );
       continue;
     }
@@ -98,16 +125,21 @@ export const rollupRefresh: JobLogic = async ({ db, options, budget }) => {
       const { result, notices } = await withNotices(db, () =>
         db.query<{ refreshed: boolean }>('SELECT lakets.refresh_rollup($1) AS refreshed', [n.name]),
       );
-      const refreshed = result.rows[0]?.refreshed === true;
+      const durationMs = Date.now() - started;
+      // Refreshed when its last_refreshed_at moved; the reason for a skip from what was read before.
+      const after = await db.query<{ last_refreshed_at: string | null }>(
+        'SELECT last_refreshed_at::text FROM lakets._rollup_registry WHERE id = $1',
+        [n.id],
+      );
+      const moved = (after.rows[0]?.last_refreshed_at ?? null) !== n.last_refreshed_at;
+      const ours = result.rows[0]?.refreshed === true;
       items.push({
         kind: 'rollup',
         name: n.name,
-        outcome: refreshed ? 'refreshed' : 'skipped',
-        ...(refreshed
-          ? {}
-          : { reason: notices[0]?.replace(/^lakets: RollUp .*? skipped: /, '') ?? 'LakeTS gave no reason' }),
+        outcome: moved && ours ? 'refreshed' : 'skipped',
+        ...(moved && ours ? {} : { reason: skipReason(n, moved, after.rows.length > 0) }),
         ...(notices.length > 0 ? { notices } : {}),
-        durationMs: Date.now() - started,
+        durationMs,
       });
     } catch (error) {
       blocked.add(n.id);
@@ -123,3 +155,10 @@ export const rollupRefresh: JobLogic = async ({ db, options, budget }) => {
   }
   return items;
 };
+
+function skipReason(n: Node, moved: boolean, exists: boolean): string {
+  if (!exists) return 'the RollUp is no longer in lakets._rollup_registry';
+  if (moved) return 'another session refreshed it meanwhile (its last_refreshed_at moved)';
+  if (!n.due) return lagReason(n);
+  return 'not refreshed although refresh_lag had passed: refresh_rollup declined (another session was refreshing it, for one); the next run retries';
+}

@@ -44,6 +44,7 @@ export async function runJob(
   const finish = (status: RunStatus, items: ItemResult[], reason?: string): JobReport => {
     const finished = new Date();
     const left = items.filter((i) => i.outcome === 'not-started').map((i) => i.name);
+    const warnings = [...new Set(items.flatMap((i) => (i.warning ? [i.warning.message] : [])))];
     return {
       job,
       status,
@@ -56,6 +57,7 @@ export async function runJob(
       items,
       totals: totals(job, items),
       ...(left.length > 0 ? { leftForNextRun: left } : {}),
+      ...(warnings.length > 0 ? { warnings } : {}),
     };
   };
 
@@ -93,7 +95,9 @@ function statusOf(items: ItemResult[], dryRun: boolean): RunStatus {
   const attempted = items.filter((i) => i.outcome !== 'not-started').length;
   if (failed > 0) return failed === attempted ? 'failed' : 'partial';
   if (items.some((i) => i.outcome === 'not-started')) return 'incomplete';
-  return dryRun ? 'dry-run' : 'ok';
+  if (dryRun) return 'dry-run';
+  // Nothing failed, but for some items nothing could be proven: not a bare `ok`.
+  return items.some((i) => i.warning) ? 'warning' : 'ok';
 }
 
 function totals(job: JobName, items: ItemResult[]): Record<string, number> {
@@ -101,6 +105,7 @@ function totals(job: JobName, items: ItemResult[]): Record<string, number> {
     items.filter((i) => i.kind === 'chunk' && i.outcome === outcome).length;
   const rollups = (outcome: ItemResult['outcome']) =>
     items.filter((i) => i.kind === 'rollup' && i.outcome === outcome).length;
+  const unreadable = items.filter((i) => i.warning?.code === 'SyncStateUnreadable').length;
   const created = items
     .filter((i) => i.kind === 'table' && i.outcome === 'created')
     .reduce((n, i) => n + (i.count ?? 0), 0);
@@ -109,8 +114,20 @@ function totals(job: JobName, items: ItemResult[]): Record<string, number> {
     failed: items.filter((i) => i.outcome === 'failed').length,
     notStarted: items.filter((i) => i.outcome === 'not-started').length,
     ...(job === 'partition-manager' ? { partitionsCreated: created } : {}),
-    ...(job === 'tiering' ? { chunksTiered: chunks('tiered'), chunksDeferred: chunks('deferred') } : {}),
-    ...(job === 'retention' ? { chunksDropped: chunks('dropped'), chunksDeferred: chunks('deferred') } : {}),
+    ...(job === 'tiering'
+      ? {
+          chunksTiered: chunks('tiered'),
+          chunksDeferred: chunks('deferred'),
+          syncStateUnreadable: unreadable,
+        }
+      : {}),
+    ...(job === 'retention'
+      ? {
+          chunksDropped: chunks('dropped'),
+          chunksDeferred: chunks('deferred'),
+          syncStateUnreadable: unreadable,
+        }
+      : {}),
     ...(job === 'rollup-refresh'
       ? {
           rollupsRefreshed: rollups('refreshed'),

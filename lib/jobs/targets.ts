@@ -8,6 +8,8 @@ export interface ChronoTable extends TableRef {
   shadow: string | null;
   /** Whether the table has an enabled policy of the kinds the job asked about. */
   hasPolicy: boolean;
+  /** Latest `last_run_at` of those policies: when the job last processed the table (NULL: never). */
+  lastRunAt: Date | null;
   name: string;
 }
 
@@ -26,11 +28,14 @@ export async function chronoTables(
     table_name: string;
     shadow_table_name: string | null;
     has_policy: boolean;
+    last_run_at: Date | null;
   }>(
-    `SELECT r.id, r.schema_name, r.table_name, r.shadow_table_name,
-            EXISTS (SELECT 1 FROM lakets._policy_registry p
-                     WHERE p.chronotable_id = r.id AND p.enabled AND p.policy_type = ANY ($1::text[])) AS has_policy
+    `SELECT r.id, r.schema_name, r.table_name, r.shadow_table_name, p.has_policy, p.last_run_at
        FROM lakets._chronotable_registry r
+       CROSS JOIN LATERAL (
+         SELECT count(*) > 0 AS has_policy, max(p.last_run_at) AS last_run_at
+           FROM lakets._policy_registry p
+          WHERE p.chronotable_id = r.id AND p.enabled AND p.policy_type = ANY ($1::text[])) p
       ORDER BY r.schema_name, r.table_name`,
     [policyKinds],
   );
@@ -41,6 +46,7 @@ export async function chronoTables(
       id: r.id,
       shadow: r.shadow_table_name,
       hasPolicy: r.has_policy,
+      lastRunAt: r.last_run_at,
       name: formatTable(ref),
     };
   });
@@ -57,8 +63,10 @@ export async function chronoTables(
 }
 
 /**
- * The ChronoTables with an enabled policy of `kinds` (Tiering, Retention). A table the payload named
- * that has no such policy is reported as skipped rather than silently left out.
+ * The ChronoTables with an enabled policy of `kinds` (Tiering, Retention), least recently run first
+ * (never run first, then by name): a run cut short by its deadline leaves the tables it did reach
+ * stamped, so the next run starts with the ones it did not, and no table starves. A table the
+ * payload named that has no such policy is reported as skipped rather than silently left out.
  */
 export async function policyTables(
   ctx: JobContext,
@@ -76,5 +84,12 @@ export async function policyTables(
       });
     }
   }
-  return tables.filter((t) => t.hasPolicy);
+  return tables.filter((t) => t.hasPolicy).sort(byLeastRecentlyRun);
+}
+
+/** Never run first, then the oldest run; ties keep their order (by name). */
+export function byLeastRecentlyRun(a: { lastRunAt: Date | null }, b: { lastRunAt: Date | null }): number {
+  if (a.lastRunAt === null || b.lastRunAt === null)
+    return (a.lastRunAt === null ? 0 : 1) - (b.lastRunAt === null ? 0 : 1);
+  return a.lastRunAt.getTime() - b.lastRunAt.getTime();
 }

@@ -1,64 +1,94 @@
-// Tiering: for each table with an enabled tiering-kind policy, _get_chunks_to_tier() then
-// tier_chunk() per candidate. Never drops anything. Stamps last_run_at on every tiering-kind
-// policy of a table once it has been evaluated (the public job stamps only 'tiering', and only
-// when there were candidates).
+// Tiering: for each table with an enabled tiering-kind policy (least recently run first),
+// _get_chunks_to_tier() then tier_chunk() per candidate. Never drops anything. A chunk's outcome is
+// its status in _chunk_metadata read after the calls (once per run), and a deferral's reason is
+// computed from the chunk's last_write_lsn and Lakehouse Sync's state for its shadow; LakeTS's
+// NOTICEs are kept as evidence only. A synced table whose Sync state the role cannot read carries a
+// SyncStateUnreadable warning. Stamps last_run_at on every tiering-kind policy of a table once it has been evaluated (the
+// public job stamps only 'tiering', and only when there were candidates).
 import { mayStart } from './budget.ts';
 import { errorLine } from './errors.ts';
 import { withNotices } from './notices.ts';
+import {
+  notDurableReason,
+  readChunks,
+  readShadows,
+  type ShadowRow,
+  type ShadowState,
+  type SyncAccess,
+  shadowSql,
+  shadowState,
+  syncAccess,
+} from './sync-state.ts';
 import { type ChronoTable, policyTables } from './targets.ts';
 import type { ItemResult, JobContext, JobLogic } from './types.ts';
 
 const KINDS = ['tiering', 'tiered_retention'];
 
-interface Evaluation {
+interface Candidate {
   id: number;
-  /** Lakehouse Sync's committed LSN for the shadow (NULL: nothing can be proven). */
-  committed: string | null;
-  candidates: Array<{ chunk_name: string; durable: boolean }>;
+  name: string;
+  last_write_lsn: string | null;
 }
 
-// Every table's candidates in one round trip (a job over 1,000 tables is then as cheap as the
-// same calls from one psql session); per table only when a table's evaluation fails.
-const EVALUATE_SQL = `
-  SELECT r.id, lakets._cdf_committed_lsn(r.shadow_table_name)::text AS committed,
+interface Evaluation {
+  shadow: ShadowState;
+  candidates: Candidate[];
+}
+
+// Every table's candidates and its shadow's state in one round trip (a job over 1,000 tables is
+// then as cheap as the same calls from one psql session); per table only when the batch fails.
+function evaluateSql(access: SyncAccess): string {
+  const { joins, columns } = shadowSql(access);
+  return `
+  SELECT r.id, r.shadow_table_name, ${columns},
          coalesce((SELECT json_agg(json_build_object(
-                            'chunk_name', c.chunk_name,
-                            'durable', coalesce(lakets._cdf_committed_lsn(r.shadow_table_name) >= m.last_write_lsn, false))
+                            'id', c.chunk_id, 'name', c.chunk_name, 'last_write_lsn', m.last_write_lsn::text)
                           ORDER BY c.range_start)
                      FROM lakets._get_chunks_to_tier(r.table_name, r.schema_name) c
                      JOIN lakets._chunk_metadata m ON m.id = c.chunk_id), '[]') AS candidates
-    FROM lakets._chronotable_registry r
+    FROM lakets._chronotable_registry r ${joins}
    WHERE r.id = ANY ($1::int[])`;
+}
 
-async function evaluate(db: JobContext['db'], ids: number[]): Promise<Map<number, Evaluation>> {
-  const { rows } = await db.query<Evaluation & Record<string, unknown>>(EVALUATE_SQL, [ids]);
-  return new Map(rows.map((r) => [r.id, r]));
+type EvaluationRow = ShadowRow & { id: number; candidates: Candidate[] };
+
+async function evaluate(
+  db: JobContext['db'],
+  access: SyncAccess,
+  ids: number[],
+): Promise<Map<number, Evaluation>> {
+  const { rows } = await db.query<EvaluationRow>(evaluateSql(access), [ids]);
+  return new Map(rows.map((r) => [r.id, { shadow: shadowState(r, access), candidates: r.candidates }]));
 }
 
 export const tiering: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
   const tables = await policyTables(ctx, KINDS, items);
+  const access = await syncAccess(ctx.db);
   let batch: Map<number, Evaluation> | undefined;
   try {
     batch = await evaluate(
       ctx.db,
+      access,
       tables.map((t) => t.id),
     );
   } catch {
     batch = undefined; // one table's error fails the batch: evaluate table by table below
   }
   const evaluated: number[] = [];
+  const attempts: Attempt[] = [];
   for (const t of tables) {
     if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
     try {
-      const evaluation = batch?.get(t.id) ?? (await evaluate(ctx.db, [t.id])).get(t.id);
+      const evaluation = batch?.get(t.id) ?? (await evaluate(ctx.db, access, [t.id])).get(t.id);
       if (!evaluation) throw new Error(`${t.name} is no longer a ChronoTable`);
-      await tierTable(ctx, t, evaluation, items);
+      attempts.push(...(await tierTable(ctx, t, evaluation, items)));
       evaluated.push(t.id);
     } catch (error) {
       items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
     }
   }
+  await settle(ctx.db, access, attempts);
   if (!ctx.options.dryRun && evaluated.length > 0) {
     try {
       await ctx.db.query(
@@ -81,67 +111,118 @@ export const tiering: JobLogic = async (ctx) => {
   return items;
 };
 
+interface Attempt {
+  table: number;
+  chunk: Candidate;
+  /** Lakehouse Sync's state for the shadow before the call. */
+  before: ShadowState;
+  notices: string[];
+  durationMs: number;
+  /** Its report item, settled from the state read after all the calls. */
+  item: ItemResult;
+}
+
+/** Calls tier_chunk for each candidate; returns the calls made, their items still to settle. */
 async function tierTable(
   { db, options, budget }: JobContext,
   t: ChronoTable,
-  { committed, candidates }: Evaluation,
+  { shadow, candidates }: Evaluation,
   items: ItemResult[],
-): Promise<void> {
+): Promise<Attempt[]> {
+  // Nothing can be proven for a synced table whose Sync state this role cannot read: say so once.
+  const warning = shadow.unreadable
+    ? {
+        code: 'SyncStateUnreadable' as const,
+        message: `${shadow.reason}: Tiering cannot prove any chunk durable (run npm run grants, or grant it)`,
+      }
+    : undefined;
   if (candidates.length === 0) {
     items.push({
       kind: 'table',
       name: t.name,
       outcome: 'unchanged',
       count: 0,
-      reason: whyNoCandidates(t, committed),
+      reason:
+        shadow.reason === null
+          ? 'no active chunk is older than the tiering policy'
+          : `${shadow.reason}: nothing can be proven durable (fail-closed)`,
+      ...(warning ? { warning } : {}),
     });
+    return [];
   }
+  if (warning) items.push({ kind: 'table', name: t.name, outcome: 'unchanged', count: 0, warning });
+  const attempts: Attempt[] = [];
   for (const c of candidates) {
-    if (!mayStart(budget, items, 'chunk', c.chunk_name)) continue;
-    const started = Date.now();
+    if (!mayStart(budget, items, 'chunk', c.name)) continue;
     if (options.dryRun) {
+      const reason = notDurableReason(shadow, c.last_write_lsn);
       items.push({
         kind: 'chunk',
-        name: c.chunk_name,
-        outcome: c.durable ? 'would-tier' : 'deferred',
-        ...(c.durable ? {} : { reason: 'not proven durable in Unity Catalog yet' }),
+        name: c.name,
+        outcome: reason === null ? 'would-tier' : 'deferred',
+        ...(reason === null ? {} : { reason }),
       });
       continue;
     }
+    const started = Date.now();
     try {
-      const { result, notices } = await withNotices(db, () =>
-        db.query<{ tiered: boolean }>('SELECT lakets.tier_chunk($1) AS tiered', [c.chunk_name]),
-      );
-      const tiered = result.rows[0]?.tiered === true;
-      items.push({
-        kind: 'chunk',
-        name: c.chunk_name,
-        outcome: tiered ? 'tiered' : 'deferred',
-        ...(tiered ? {} : { reason: reasonFrom(notices, c.chunk_name) }),
-        ...(notices.length > 0 ? { notices } : {}),
+      const { notices } = await withNotices(db, () => db.query('SELECT lakets.tier_chunk($1)', [c.name]));
+      const item: ItemResult = { kind: 'chunk', name: c.name, outcome: 'deferred' };
+      attempts.push({
+        table: t.id,
+        chunk: c,
+        before: shadow,
+        notices,
         durationMs: Date.now() - started,
+        item,
       });
+      items.push(item);
     } catch (error) {
-      items.push({ kind: 'chunk', name: c.chunk_name, outcome: 'failed', reason: errorLine(error) });
+      items.push({ kind: 'chunk', name: c.name, outcome: 'failed', reason: errorLine(error) });
     }
     budget.spent(Date.now() - started);
   }
+  return attempts;
 }
 
-function whyNoCandidates(t: ChronoTable, committed: string | null): string {
-  if (!t.shadow) return 'sync is not enabled, so nothing can be proven durable';
-  if (committed === null) {
-    return `Lakehouse Sync reports no committed LSN for the shadow ${t.shadow} (not STREAMING, or wal2delta unreadable for this role): fail-closed`;
+/**
+ * Each attempted chunk's outcome from its status after tier_chunk, read once for the whole run; a
+ * deferral's reason from its last_write_lsn and Lakehouse Sync's state (read only for the tables
+ * with a chunk left active).
+ */
+async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attempt[]): Promise<void> {
+  if (attempts.length === 0) return;
+  try {
+    const now = await readChunks(
+      db,
+      attempts.map((a) => a.chunk.id),
+    );
+    const left = attempts.filter((a) => now.get(a.chunk.id)?.status === 'active');
+    const shadows =
+      left.length > 0 ? await readShadows(db, access, [...new Set(left.map((a) => a.table))]) : new Map();
+    for (const a of attempts) {
+      const chunk = now.get(a.chunk.id);
+      const item = a.item;
+      Object.assign(item, { durationMs: a.durationMs }, a.notices.length > 0 ? { notices: a.notices } : {});
+      if (chunk?.status === 'tiered') {
+        item.outcome = 'tiered';
+      } else if (!chunk) {
+        item.outcome = 'skipped';
+        item.reason = 'the chunk is no longer in lakets._chunk_metadata';
+      } else if (chunk.status !== 'active') {
+        item.outcome = 'skipped';
+        item.reason = `status is ${chunk.status}, only active chunks are tiered`;
+      } else {
+        const after: ShadowState | undefined = shadows.get(a.table);
+        item.reason =
+          (after ? notDurableReason(after, chunk.last_write_lsn) : null) ??
+          notDurableReason(a.before, a.chunk.last_write_lsn) ??
+          "tier_chunk left it active although Lakehouse Sync's state read before and after proves it durable (it changed during the call?); the next run retries";
+      }
+    }
+  } catch (error) {
+    // Never throw past collected items: each says what is known.
+    const why = `its state after tier_chunk could not be read: ${errorLine(error)}`;
+    for (const a of attempts) Object.assign(a.item, { outcome: 'failed', reason: why });
   }
-  return 'no active chunk is older than the tiering policy';
-}
-
-/** The reason LakeTS gave for this chunk, without its "lakets: ... chunk X:" prefix. */
-function reasonFrom(notices: string[], chunk: string): string {
-  const marker = `chunk ${chunk}: `;
-  for (const n of notices) {
-    const at = n.indexOf(marker);
-    if (at >= 0) return n.slice(at + marker.length);
-  }
-  return notices[0] ?? 'LakeTS gave no reason';
 }

@@ -47,12 +47,23 @@ export interface ItemResult {
   reason?: string;
   /** How many (partitions created, chunks dropped), where that is the item's result. */
   count?: number;
-  /** NOTICE and WARNING text LakeTS raised while this item ran. */
+  /**
+   * NOTICE and WARNING text LakeTS raised while this item ran, verbatim. Evidence for a person:
+   * outcomes and reasons are decided from state, never from this text (its wording is no contract).
+   */
   notices?: string[];
+  /** Set when the item could not be decided for a reason the operator must fix (counted by a metric). */
+  warning?: ItemWarning;
   durationMs?: number;
 }
 
-export type RunStatus = 'ok' | 'partial' | 'failed' | 'skipped' | 'incomplete' | 'dry-run';
+/** Why nothing could be proven for an item; `code` names the metric that counts such items. */
+export interface ItemWarning {
+  code: 'SyncStateUnreadable';
+  message: string;
+}
+
+export type RunStatus = 'ok' | 'warning' | 'partial' | 'failed' | 'skipped' | 'incomplete' | 'dry-run';
 
 export interface JobReport {
   job: JobName;
@@ -68,6 +79,8 @@ export interface JobReport {
   totals: Record<string, number>;
   /** Items a budget-limited run did not start: the next run picks them up. */
   leftForNextRun?: string[];
+  /** What kept the run from proving anything for some items (distinct item warnings), with the fix. */
+  warnings?: string[];
 }
 
 /** What a job's logic gets: a connected client (autocommit), its options, and a time budget. */

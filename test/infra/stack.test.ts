@@ -253,7 +253,7 @@ describe('alarms', () => {
         ]),
       },
     });
-    expect(alarms()).toHaveLength(4 * 3 + 1 + 2);
+    expect(alarms()).toHaveLength(4 * 3 + 1 + 2 + 2);
     for (const a of alarms()) {
       expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
       expect(a.OKActions).toEqual([{ Ref: topicId }]);
@@ -313,6 +313,25 @@ describe('alarms', () => {
       ComparisonOperator: 'GreaterThanThreshold',
       TreatMissingData: 'notBreaching',
     });
+  });
+
+  it("fire when Tiering or Retention could not read Lakehouse Sync's state on a day", () => {
+    for (const job of ['tiering', 'retention'] as const) {
+      expect(alarmNamed(`${job}-sync-state-unreadable`)).toMatchObject({
+        Namespace: 'LakeTS',
+        MetricName: 'SyncStateUnreadable',
+        Dimensions: [{ Name: 'service', Value: job }],
+        Statistic: 'Sum',
+        Period: 86400,
+        EvaluationPeriods: 1,
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+      });
+      expect(alarmNamed(`${job}-sync-state-unreadable`).AlarmDescription).toMatch(
+        /USAGE on schema wal2delta and SELECT on wal2delta\.tables/,
+      );
+    }
   });
 
   it('fire when a failed run waits on the failure queue or the scheduler DLQ', () => {

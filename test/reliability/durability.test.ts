@@ -364,11 +364,23 @@ class Run {
     const problems = await registryMismatches(admin);
     const newly = (status: string) =>
       [...after].filter(([n, s]) => s === status && before.get(n) !== status).map(([n]) => n);
+    // Fail-closed: without a shadow, or when Sync's progress cannot be read (no table, or the job role
+    // lacks a privilege on it), nothing is proven, so nothing is tiered or dropped.
+    const blind =
+      this.synced && (!this.w2d.present || (this.s.asRole && (!this.w2d.select || !this.w2d.usage)));
     for (const r of reports) {
-      if (r.status !== 'ok')
+      // Blind, Tiering and Retention warn (status `warning`, SyncStateUnreadable) instead of a bare ok.
+      const warnedBlind =
+        r.status === 'warning' &&
+        blind &&
+        r.items.every((i) => !i.warning || i.warning.code === 'SyncStateUnreadable');
+      if (r.status !== 'ok' && !warnedBlind)
         problems.push(
           `${r.job} ended ${r.status}: ${r.reason ?? JSON.stringify(r.items.filter((i) => i.outcome === 'failed'))}`,
         );
+      const evaluated = r.items.some((i) => i.kind === 'table' && i.outcome !== 'skipped');
+      if (blind && r.status === 'ok' && evaluated && (r.job === 'tiering' || r.job === 'retention'))
+        problems.push(`${r.job} ended a bare ok although it could not read Sync's state`);
     }
     const reported = (job: JobName, outcome: string) =>
       reports
@@ -416,10 +428,6 @@ class Run {
           );
       }
     }
-    // Fail-closed: without a shadow, or when Sync's progress cannot be read (no table, or the job role
-    // lacks a privilege on it), nothing is proven, so nothing is tiered or dropped.
-    const blind =
-      this.synced && (!this.w2d.present || (this.s.asRole && (!this.w2d.select || !this.w2d.usage)));
     if ((blind || !this.synced) && tiered.length + dropped.length > 0)
       problems.push(
         `the job role cannot read wal2delta.tables, yet ${[...tiered, ...dropped].join(', ')} changed`,
