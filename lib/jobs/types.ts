@@ -49,6 +49,8 @@ export interface ItemResult {
   count?: number;
   /** NOTICE and WARNING text LakeTS raised while this item ran. */
   notices?: string[];
+  /** Partition Manager, for a table whose chunks are not on the UTC grid: which grid it kept. */
+  grid?: string;
   durationMs?: number;
 }
 
