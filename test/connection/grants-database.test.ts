@@ -8,10 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { applyGrants, grantStatements, planGrants } from '../../lib/grants.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobOptions } from '../../lib/jobs/types.ts';
-import { applyGrants, grantStatements, planGrants } from '../../lib/grants.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 import { callerRights } from '../support/public-rights-grid.ts';
 
@@ -154,7 +154,9 @@ describe('against a LakeTS running DDL with the caller’s rights', () => {
   });
 
   it('a role that does not exist is a one-line error naming the fix', async () => {
-    await expect(planGrants(admin, `nobody_${suffix}`)).rejects.toThrow(/does not exist .*databricks_create_role/);
+    await expect(planGrants(admin, `nobody_${suffix}`)).rejects.toThrow(
+      /does not exist .*databricks_create_role/,
+    );
   });
 });
 
