@@ -96,12 +96,12 @@ try {
 
   // The real handlers, as Lambda runs them, over a direct connection.
   process.env['LAKETS_DATABASE_URL'] = url;
-  const { makeHandler, JobFailed } = await import('../lib/job-handler.ts');
+  const { makeHandler, JobFailed, jobReport } = await import('../lib/job-handler.ts');
   const reports: JobReport[] = [];
   for (const job of JOB_NAMES) {
     let report: JobReport;
     try {
-      report = await makeHandler(job)(schedulerEvent(job), lambdaContext(job));
+      report = jobReport(await makeHandler(job)(schedulerEvent(job), lambdaContext(job)));
     } catch (error) {
       if (!(error instanceof JobFailed)) throw error;
       report = error.report;

@@ -9,7 +9,7 @@ import type { ItemResult, JobLogic, Queryable } from './types.ts';
 
 // Per ChronoTable: how far its partitions reach (the end of its last non-dropped chunk, NULL when it
 // has none) and where its latest chunk sits against the UTC grid.
-const STATE_SQL = `
+export const GRID_STATE_SQL = `
   SELECT r.id,
          extract(epoch FROM r.chunk_interval)::float8 AS interval_s,
          g.max_end,
@@ -47,7 +47,7 @@ async function plan(db: Queryable, tables: ChronoTable[]): Promise<Planned[]> {
     interval_s: number;
     max_end: Date | null;
     offset_s: number | null;
-  }>(STATE_SQL);
+  }>(GRID_STATE_SQL);
   const state = new Map(rows.map((r) => [r.id, r]));
   const planned = tables.map((table) => {
     const s = state.get(table.id);

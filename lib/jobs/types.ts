@@ -17,6 +17,8 @@ export interface JobOptions {
   rollup?: string;
   /** Retention only, and only with `tables`: skip the durability gate. */
   force: boolean;
+  /** Run no job: check what the job needs and report it (lib/jobs/check.ts). */
+  check?: true;
   /** Where the run came from, for the log. */
   trigger: 'schedule' | 'manual';
 }
