@@ -303,7 +303,7 @@ export async function preflight(
         return;
       }
       // The ChronoTables and their live partitions whose owner's privileges this role lacks.
-      const { rows } = await db.query<{ owner: string; tables: string[] }>(
+      const { rows } = await db.query<{ owner: string; super: boolean; tables: string[] }>(
         `WITH rels AS (
            SELECT c.relowner, format('%I.%I', n.nspname, c.relname) AS name
              FROM lakets._chronotable_registry ct
@@ -316,10 +316,10 @@ export async function preflight(
              JOIN pg_namespace n ON n.nspname = ct.schema_name
              JOIN pg_class c ON c.relnamespace = n.oid AND format('%s.%s', n.nspname, c.relname) = m.chunk_name
             WHERE m.status <> 'dropped')
-         SELECT a.rolname AS owner, array_agg(DISTINCT rels.name ORDER BY rels.name) AS tables
+         SELECT a.rolname AS owner, a.rolsuper AS super, array_agg(DISTINCT rels.name ORDER BY rels.name) AS tables
            FROM rels JOIN pg_roles a ON a.oid = rels.relowner
           WHERE NOT pg_has_role(rels.relowner, 'USAGE')
-          GROUP BY a.rolname ORDER BY a.rolname`,
+          GROUP BY a.rolname, a.rolsuper ORDER BY a.rolname`,
       );
       if (rows.length === 0) {
         add(
@@ -335,7 +335,9 @@ export async function preflight(
           `partition ownership: ${r.owner}`,
           'fail',
           `LakeTS creates and drops partitions with the caller's rights, and ${q(r.owner)} owns ${list}: this role is not a member of it`,
-          `${grants}; or GRANT ${q(r.owner)} TO ${q(role)} WITH INHERIT TRUE, SET FALSE;`,
+          r.super
+            ? `${q(r.owner)} is a superuser, and membership of it would make this role one: move the ownership of these tables to a dedicated role (npm run grants prints the statements), then grant that role`
+            : `${grants}; or GRANT ${q(r.owner)} TO ${q(role)} WITH INHERIT TRUE, SET FALSE;`,
         );
       }
     });

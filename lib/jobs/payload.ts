@@ -19,10 +19,10 @@ export class PayloadError extends Error {
 }
 
 const FIELDS: Record<JobName, readonly string[]> = {
-  'partition-manager': ['check', 'dryRun', 'tables'],
-  tiering: ['check', 'dryRun', 'tables'],
-  retention: ['check', 'dryRun', 'tables', 'force'],
-  'rollup-refresh': ['check', 'dryRun', 'rollup'],
+  'partition-manager': ['dryRun', 'tables', 'check'],
+  tiering: ['dryRun', 'tables', 'check'],
+  retention: ['dryRun', 'tables', 'force', 'check'],
+  'rollup-refresh': ['dryRun', 'rollup', 'check'],
 };
 
 const SCHEDULER_FIELDS = new Set(['source', 'scheduleArn', 'scheduledTime', 'executionId', 'attemptNumber']);
