@@ -13,7 +13,11 @@ export const GRID_STATE_SQL = `
   SELECT r.id,
          extract(epoch FROM r.chunk_interval)::float8 AS interval_s,
          g.max_end,
-         extract(epoch FROM g.latest - date_bin(r.chunk_interval, g.latest, timestamptz '2000-01-01 00:00:00+00'))::float8 AS offset_s
+         -- date_bin refuses month intervals and non-positive ones: such a table keeps its own failure.
+         CASE WHEN r.chunk_interval > interval '0' AND date_part('month', r.chunk_interval) = 0
+                   AND date_part('year', r.chunk_interval) = 0
+              THEN extract(epoch FROM g.latest - date_bin(r.chunk_interval, g.latest, timestamptz '2000-01-01 00:00:00+00'))::float8
+         END AS offset_s
     FROM lakets._chronotable_registry r
     LEFT JOIN LATERAL (
       SELECT max(m.range_end) AS max_end, max(m.range_start) AS latest

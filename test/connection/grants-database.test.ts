@@ -107,8 +107,14 @@ describe('against a LakeTS running DDL with the caller’s rights', () => {
     expect(sql).toContain(`GRANT SELECT ON sensors.probe TO "${jobs.name}";`);
     expect(plan.manual).toEqual([]);
 
-    const applied = await applyGrants(admin, jobs.name);
-    expect(applied.lines.join('\n')).toMatch(/-- done: .*membership/);
+    // README step 5, as written: the CLI with an admin connection.
+    const out = spawnSync(process.execPath, [script, jobs.name], {
+      encoding: 'utf8',
+      env: { ...process.env, LAKETS_DATABASE_URL: db.url },
+    });
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.stdout).toMatch(/-- done: .*membership/);
+    expect(out.stdout).not.toContain('NOT DONE');
     await makeWork();
     const pm = await runAs(jobs, 'partition-manager');
     expect(pm.status, JSON.stringify(pm.items)).toBe('ok');
@@ -121,7 +127,7 @@ describe('against a LakeTS running DDL with the caller’s rights', () => {
     const members = `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`;
     const before = (await admin.query(members, [jobs.name])).rows[0].n;
     const again = await applyGrants(admin, jobs.name);
-    expect(again.plan.statements.map((s) => s.sql)).toEqual(applied.plan.statements.map((s) => s.sql));
+    expect(again.plan.statements.map((s) => s.sql)).toEqual(plan.statements.map((s) => s.sql));
     expect((await admin.query(members, [jobs.name])).rows[0].n).toBe(before);
     await admin.query(`GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(db.name)} TO PUBLIC`);
   });
