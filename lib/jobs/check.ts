@@ -147,7 +147,9 @@ export async function preflight(
   add('schema usage: lakets', 'pass', 'USAGE on schema lakets');
   await step('lakets version', async () => {
     const v = await db.query<{ readable: boolean | null; table: boolean }>(
-      `SELECT c.oid IS NOT NULL AS table, has_table_privilege(c.oid, 'SELECT') AS readable
+      // This project's schema records its migrations with a flavor column (as the installer checks).
+      `SELECT c.oid IS NOT NULL AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'flavor') AS table,
+              has_table_privilege(c.oid, 'SELECT') AS readable
          FROM (SELECT 1) one LEFT JOIN pg_class c ON c.relname = '_version' AND c.relnamespace = 'lakets'::regnamespace`,
     );
     const row = v.rows[0];
@@ -167,7 +169,9 @@ export async function preflight(
       add(
         'lakets version',
         'pass',
-        'a LakeTS without lakets._version (the public LakeTS 0.1.x); its functions are checked below',
+        row?.table
+          ? 'the LakeTS-compatible schema (lakets._version not readable by this role); its functions are checked below'
+          : "a LakeTS other than this project's compatible schema (the public LakeTS 0.1.x, say); its functions are checked below",
       );
     }
   });
