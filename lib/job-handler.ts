@@ -63,7 +63,7 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
     const config = getConfig();
     const connector = getConnector(config, connectorDeps);
     if (options.check) {
-      const report = await check(job, connector, config.kind === 'databricks');
+      const report = await checkConnection([job], connector, config.kind === 'databricks');
       logger[report.status === 'pass' ? 'info' : 'error'](`${job} check ${report.status}`, { report });
       if (report.status !== 'pass') throw new CheckFailed(report);
       return report;
@@ -98,16 +98,25 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
   };
 }
 
-/** Runs no job: connects exactly as the job would and checks what it needs. */
-async function check(job: JobName, connector: Connector, tlsRequired: boolean): Promise<CheckReport> {
+/**
+ * Runs no job: connects exactly as the jobs do (the connector of their configuration) and checks what
+ * they need. A failed login is the report's first and only item. Used by `{"check": true}`, `npm run
+ * check` and the demo.
+ */
+export async function checkConnection(
+  jobs: readonly JobName[],
+  connector: Connector,
+  tlsRequired: boolean,
+  applicationName = jobs.length === 1 ? `lakets-${jobs[0]}` : 'lakets-check',
+): Promise<CheckReport> {
   let db: Awaited<ReturnType<Connector['connect']>>;
   try {
-    db = await connector.connect({ applicationName: `lakets-${job}` });
+    db = await connector.connect({ applicationName });
   } catch (error) {
-    return loginFailed([job], error);
+    return loginFailed(jobs, error);
   }
   try {
-    return await preflight(db, [job], { tlsRequired });
+    return await preflight(db, jobs, { tlsRequired });
   } finally {
     await db.end().catch(() => {});
   }

@@ -3,9 +3,10 @@
 // DATABRICKS_HOST and the service principal's secret) and reports, item by item, what passes and
 // how to fix what fails. Exit code 1 when anything failed.
 import { parseArgs } from 'node:util';
+import { formatCheck } from '../dev/format-check.ts';
 import { getConfig } from '../lib/config.ts';
+import { checkConnection } from '../lib/job-handler.ts';
 import { JOB_NAMES, type JobName } from '../lib/jobs/catalog.ts';
-import { type CheckReport, loginFailed, preflight } from '../lib/jobs/check.ts';
 import { getConnector } from '../lib/lakebase/index.ts';
 
 const USAGE = `usage: npm run check -- [${JOB_NAMES.join('|')}] [--json]\n  without a job: what all four jobs need\n`;
@@ -26,34 +27,9 @@ async function main(): Promise<number> {
   }
   const jobs: JobName[] = job ? [job as JobName] : [...JOB_NAMES];
   const config = getConfig();
-  const connector = getConnector(config);
-  let report: CheckReport;
-  try {
-    const db = await connector.connect({ applicationName: job ? `lakets-${job}` : 'lakets-check' });
-    try {
-      report = await preflight(db, jobs, { tlsRequired: config.kind === 'databricks' });
-    } finally {
-      await db.end().catch(() => {});
-    }
-  } catch (error) {
-    report = loginFailed(jobs, error);
-  }
-  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : format(report));
+  const report = await checkConnection(jobs, getConnector(config), config.kind === 'databricks');
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatCheck(report));
   return report.status === 'pass' ? 0 : 1;
-}
-
-function format(report: CheckReport): string {
-  const who = report.role ? ` as role "${report.role}" on database "${report.database}"` : '';
-  const { pass, warn, fail } = report.totals;
-  const lines = [
-    `LakeTS preflight check for ${report.jobs.join(', ')}${who}: ${report.status.toUpperCase()} (${pass} pass, ${warn} warn, ${fail} fail)`,
-  ];
-  const width = Math.min(48, Math.max(...report.items.map((i) => i.check.length)));
-  for (const i of report.items) {
-    lines.push(`  ${i.status.toUpperCase().padEnd(4)}  ${i.check.padEnd(width)}  ${i.detail}`);
-    if (i.fix) lines.push(`  ${''.padEnd(4)}  ${''.padEnd(width)}  fix: ${i.fix}`);
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 try {
