@@ -107,7 +107,7 @@ async function runJobProcess(ctx: BenchContext, job: JobName, database: string, 
       extraCa: info.caPem,
       now: () => Date.now() + offsetMs,
     };
-    const { makeHandler, JobFailed } = await import('../lib/job-handler.ts');
+    const { makeHandler, JobFailed, jobReport } = await import('../lib/job-handler.ts');
     const handler = makeHandler(job, { connector: deps });
 
     const invoke = async (): Promise<Counts> => {
@@ -115,7 +115,7 @@ async function runJobProcess(ctx: BenchContext, job: JobName, database: string, 
       const reads = sm.count();
       let report: JobReport;
       try {
-        report = await handler(schedulerEvent(job), lambdaContext(job));
+        report = jobReport(await handler(schedulerEvent(job), lambdaContext(job)));
       } catch (error) {
         if (!(error instanceof JobFailed)) throw error;
         report = error.report;

@@ -153,14 +153,16 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
     process.env['LAKETS_DATABASE_URL'] = dbUrl(info, database);
     process.env['POWERTOOLS_LOG_LEVEL'] = 'INFO';
     process.env['POWERTOOLS_METRICS_NAMESPACE'] = 'LakeTS';
-    const { makeHandler, JobFailed } = await import('../lib/job-handler.ts');
+    const { makeHandler, JobFailed, jobReport } = await import('../lib/job-handler.ts');
     const jobs: JobName[] = ['partition-manager', 'tiering', 'retention', 'rollup-refresh'];
     const handlers = new Map(jobs.map((j) => [j, makeHandler(j)]));
     const invoke = async (job: JobName): Promise<JobReport> => {
       try {
-        return await (handlers.get(job) as ReturnType<typeof makeHandler>)(
-          schedulerEvent(job),
-          lambdaContext(job),
+        return jobReport(
+          await (handlers.get(job) as ReturnType<typeof makeHandler>)(
+            schedulerEvent(job),
+            lambdaContext(job),
+          ),
         );
       } catch (error) {
         if (error instanceof JobFailed) return error.report;

@@ -148,3 +148,253 @@ export function grantsScript(role: string, options: GrantOptions = {}): string {
 function sqlLiteral(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reading the database: what the installed LakeTS and its objects need beyond the seed's list.
+// ---------------------------------------------------------------------------------------------
+
+/** The part of pg.Client the grants need (an admin connection). */
+export interface AdminClient {
+  query<R extends Record<string, unknown> = Record<string, unknown>>(
+    text: string,
+    values?: unknown[],
+  ): Promise<{ rows: R[] }>;
+}
+
+export interface GrantPlan {
+  role: string;
+  database: string;
+  /** True when the installed LakeTS creates and drops partitions with the caller's rights. */
+  callerRights: boolean;
+  /** How that was decided, in one line. */
+  rightsReason: string;
+  /** Statements to run, each with why. */
+  statements: GrantStatement[];
+  /** What this admin cannot or should not grant, each with exactly what to run instead. */
+  manual: GrantStatement[];
+}
+
+// Partition DDL happens in _ensure_partitions (Partition Manager) and behind execute_retention:
+// with definer rights (the compatible schema) the function's owner needs the ownership; with the
+// caller's (the public LakeTS 0.1.3) the job role does.
+const DDL_FUNCTIONS = ['_ensure_partitions', 'execute_retention'];
+
+type OwnerRow = {
+  owner: string;
+  super: boolean;
+  is_role: boolean;
+  inherits: boolean;
+  can_grant: boolean;
+  tables: string[];
+};
+
+/**
+ * Reads the database as an admin and plans the grants `role` needs there: the seed's list, CONNECT
+ * on this database, USAGE on every schema holding a ChronoTable, a RollUp, a RollUp source or a
+ * shadow, SELECT on RollUp sources and writes on RollUp tables, and — when the installed LakeTS runs
+ * partition DDL with the caller's rights — membership in each role owning the ChronoTables or their
+ * live partitions.
+ */
+export async function planGrants(
+  admin: AdminClient,
+  role: string,
+  options: GrantOptions = {},
+): Promise<GrantPlan> {
+  const r = quoteIdentifier(validateRole(role));
+  const head = await admin.query<{ database: string; exists: boolean; lakets: boolean }>(
+    `SELECT current_database() AS database,
+            EXISTS (SELECT FROM pg_roles WHERE rolname = $1) AS exists,
+            EXISTS (SELECT FROM pg_namespace WHERE nspname = 'lakets') AS lakets`,
+    [role],
+  );
+  const { database, exists, lakets } = head.rows[0] as { database: string; exists: boolean; lakets: boolean };
+  if (!exists) {
+    throw new GrantsError(
+      `role ${quoteIdentifier(role)} does not exist in this cluster: create it first (SELECT databricks_create_role(${sqlLiteral(role)}, 'SERVICE_PRINCIPAL');), then run this again`,
+    );
+  }
+  if (!lakets)
+    throw new GrantsError(`database ${quoteIdentifier(database)} has no schema lakets: install LakeTS first`);
+
+  const statements: GrantStatement[] = [
+    {
+      purpose: 'log in to the database holding LakeTS',
+      sql: `GRANT CONNECT ON DATABASE ${quoteIdentifier(database)} TO ${r};`,
+    },
+    ...grantStatements(role, options),
+  ];
+  const manual: GrantStatement[] = [];
+
+  const rights = await admin.query<{ proname: string; definer: boolean }>(
+    `SELECT p.proname, bool_or(p.prosecdef) AS definer FROM pg_proc p
+      WHERE p.pronamespace = 'lakets'::regnamespace AND p.proname = ANY ($1::text[]) GROUP BY p.proname`,
+    [DDL_FUNCTIONS],
+  );
+  const partitionFn = rights.rows.find((x) => x.proname === '_ensure_partitions');
+  const callerRights = partitionFn !== undefined && !partitionFn.definer;
+  const rightsReason =
+    partitionFn === undefined
+      ? 'lakets._ensure_partitions is missing: cannot tell how LakeTS runs partition DDL'
+      : callerRights
+        ? "lakets._ensure_partitions is not SECURITY DEFINER: LakeTS creates and drops partitions with the caller's rights, so the job role must own the ChronoTables (membership of their owner role)"
+        : "lakets._ensure_partitions is SECURITY DEFINER: partitions are created and dropped with its owner's rights, so no ownership is needed";
+
+  // Schemas holding ChronoTables, RollUp tables, RollUp sources and shadows (read from pg_namespace,
+  // never through to_regclass on a name, which needs USAGE even as a probe).
+  const schemas = await admin.query<{ nspname: string; what: string; chronotables: boolean }>(
+    `WITH objects AS (
+       SELECT schema_name AS nspname, 'ChronoTable ' || format('%I.%I', schema_name, table_name) AS what
+         FROM lakets._chronotable_registry
+       UNION ALL
+       SELECT 'lakets_cdf', 'shadow lakets_cdf.' || quote_ident(shadow_table_name)
+         FROM lakets._chronotable_registry WHERE shadow_table_name IS NOT NULL
+       UNION ALL
+       SELECT n.nspname, 'RollUp ' || quote_ident(rr.name) || ' table'
+         FROM lakets._rollup_registry rr JOIN pg_class c ON c.oid = to_regclass(rr.rollup_table)
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+       UNION ALL
+       SELECT ct.schema_name, 'RollUp ' || quote_ident(rr.name) || ' source'
+         FROM lakets._rollup_registry rr JOIN lakets._chronotable_registry ct ON ct.id = rr.source_chronotable_id)
+     SELECT o.nspname, string_agg(DISTINCT o.what, ', ') AS what,
+            bool_or(o.what LIKE 'ChronoTable %') AS chronotables
+       FROM objects o
+       JOIN pg_namespace n ON n.nspname = o.nspname
+      WHERE o.nspname NOT IN ('public', 'lakets', 'lakets_cdf')
+      GROUP BY o.nspname ORDER BY o.nspname`,
+  );
+  for (const s of schemas.rows) {
+    // With the caller's rights the job role creates the partitions, in the ChronoTable's schema.
+    const create = callerRights && s.chronotables;
+    statements.push({
+      purpose: `schema ${quoteIdentifier(s.nspname)} holds ${truncateList(s.what)}${create ? "; CREATE: partitions are created there with the caller's rights" : ''}`,
+      sql: `GRANT USAGE${create ? ', CREATE' : ''} ON SCHEMA ${quoteIdentifier(s.nspname)} TO ${r};`,
+    });
+  }
+  const rollups = await admin.query<{ name: string; rollup_table: string | null; source: string | null }>(
+    `SELECT rr.name, c.oid::regclass::text AS rollup_table,
+            (SELECT format('%I.%I', ct.schema_name, ct.table_name) FROM lakets._chronotable_registry ct
+              WHERE ct.id = rr.source_chronotable_id) AS source
+       FROM lakets._rollup_registry rr LEFT JOIN pg_class c ON c.oid = to_regclass(rr.rollup_table)
+      ORDER BY rr.name`,
+  );
+  for (const x of rollups.rows) {
+    if (x.source && !/^public\./.test(x.source)) {
+      statements.push({
+        purpose: `RollUp ${x.name} reads its source`,
+        sql: `GRANT SELECT ON ${x.source} TO ${r};`,
+      });
+    }
+    if (x.rollup_table && !/^(public|lakets)\./.test(x.rollup_table) && x.rollup_table.includes('.')) {
+      statements.push({
+        purpose: `RollUp ${x.name} rewrites its buckets`,
+        sql: `GRANT SELECT, INSERT, UPDATE, DELETE ON ${x.rollup_table} TO ${r};`,
+      });
+    }
+  }
+
+  if (callerRights) {
+    const owners = await admin.query<OwnerRow>(
+      `WITH rels AS (
+         SELECT c.relowner, format('%I.%I', n.nspname, c.relname) AS name
+           FROM lakets._chronotable_registry ct
+           JOIN pg_namespace n ON n.nspname = ct.schema_name
+           JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = ct.table_name
+         UNION ALL
+         SELECT c.relowner, format('%I.%I', n.nspname, c.relname)
+           FROM lakets._chunk_metadata m
+           JOIN lakets._chronotable_registry ct ON ct.id = m.chronotable_id
+           JOIN pg_namespace n ON n.nspname = ct.schema_name
+           JOIN pg_class c ON c.relnamespace = n.oid AND format('%s.%s', n.nspname, c.relname) = m.chunk_name
+          WHERE m.status <> 'dropped')
+       SELECT a.rolname AS owner, a.rolsuper AS super, a.rolname = $1 AS is_role,
+              pg_has_role($1, a.oid, 'USAGE') AS inherits,
+              pg_has_role(current_user, a.oid, 'MEMBER WITH ADMIN OPTION') AS can_grant,
+              array_agg(DISTINCT rels.name ORDER BY rels.name) AS tables
+         FROM rels JOIN pg_roles a ON a.oid = rels.relowner
+        GROUP BY a.rolname, a.rolsuper, a.oid ORDER BY a.rolname`,
+      [role],
+    );
+    for (const o of owners.rows) {
+      const owner = quoteIdentifier(o.owner);
+      const owned = truncateList(o.tables.join(', '));
+      const purpose = `partition DDL runs with the caller's rights: ${owner} owns ${owned}`;
+      if (o.is_role) continue;
+      if (o.super) {
+        manual.push({
+          purpose: `${purpose}; ${owner} is a superuser, and membership of it would make ${r} one (SET ROLE), so it is not granted. Move the ownership to a dedicated role instead, then run npm run grants again`,
+          sql: [
+            'CREATE ROLE lakets_owner NOLOGIN;',
+            ...o.tables.map((t) => `ALTER TABLE ${t} OWNER TO lakets_owner;`),
+            `GRANT lakets_owner TO ${r} WITH INHERIT TRUE, SET FALSE;`,
+          ].join('\n'),
+        });
+      } else if (o.inherits) {
+        statements.push({
+          purpose: `${purpose}; ${r} already has its privileges (granted again, harmlessly)`,
+          sql: `GRANT ${owner} TO ${r} WITH INHERIT TRUE, SET FALSE;`,
+        });
+      } else if (!o.can_grant) {
+        manual.push({
+          purpose: `${purpose}; this admin (current_user) has no ADMIN OPTION on ${owner}, so it cannot grant it. A superuser, or a role with ADMIN OPTION on ${owner}, runs`,
+          sql: `GRANT ${owner} TO ${r} WITH INHERIT TRUE, SET FALSE;`,
+        });
+      } else {
+        statements.push({
+          purpose: `${purpose}; membership (inherited, no SET ROLE) gives that ownership`,
+          sql: `GRANT ${owner} TO ${r} WITH INHERIT TRUE, SET FALSE;`,
+        });
+      }
+    }
+  }
+  return { role, database, callerRights, rightsReason, statements, manual };
+}
+
+function truncateList(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 197)}...` : text;
+}
+
+export interface AppliedGrants {
+  plan: GrantPlan;
+  /** What happened, one entry per statement, for printing. */
+  lines: string[];
+  /** Server notices (e.g. a part skipped until Lakehouse Sync exists). */
+  notices: string[];
+}
+
+/** Plans and runs the grants (each statement is idempotent); returns what was done and why. */
+export async function applyGrants(
+  admin: AdminClient & {
+    on(e: 'notice', l: (n: { message?: string }) => void): unknown;
+    off(e: 'notice', l: (n: { message?: string }) => void): unknown;
+  },
+  role: string,
+  options: GrantOptions = {},
+): Promise<AppliedGrants> {
+  const plan = await planGrants(admin, role, options);
+  const notices: string[] = [];
+  const listener = (n: { message?: string }) => {
+    if (n.message) notices.push(n.message);
+  };
+  admin.on('notice', listener);
+  try {
+    for (const s of plan.statements) await admin.query(s.sql);
+  } finally {
+    admin.off('notice', listener);
+  }
+  return { plan, lines: describePlan(plan, 'done'), notices };
+}
+
+/** The plan as printable lines: what was (or would be) run, why, and what is left to an admin. */
+export function describePlan(plan: GrantPlan, verb: 'done' | 'to run'): string[] {
+  const lines = [
+    `-- Grants for role ${quoteIdentifier(plan.role)} in database ${quoteIdentifier(plan.database)}.`,
+    `-- ${plan.rightsReason}.`,
+    '',
+  ];
+  for (const s of plan.statements) lines.push(`-- ${verb}: ${s.purpose}`, s.sql, '');
+  if (plan.manual.length > 0) {
+    lines.push(`-- NOT DONE (${plan.manual.length}): run these yourself, as explained:`);
+    for (const s of plan.manual) lines.push(`-- ${s.purpose}:`, s.sql, '');
+  }
+  return lines;
+}

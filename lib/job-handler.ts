@@ -8,10 +8,11 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { getConfig } from './config.ts';
 import { timeBudget } from './jobs/budget.ts';
+import { type CheckReport, loginFailed, preflight } from './jobs/check.ts';
 import { parseInvocation } from './jobs/payload.ts';
 import { runJob } from './jobs/runner.ts';
 import type { JobName, JobReport } from './jobs/types.ts';
-import { type ConnectorDeps, getConnector } from './lakebase/index.ts';
+import { type Connector, type ConnectorDeps, getConnector } from './lakebase/index.ts';
 import { type Observability, observability, publish } from './observability.ts';
 
 export class JobFailed extends Error {
@@ -29,6 +30,26 @@ export class JobFailed extends Error {
   }
 }
 
+/** A preflight check (`{"check": true}`) that found something missing; its report is logged first. */
+export class CheckFailed extends Error {
+  override name = 'CheckFailed';
+  readonly report: CheckReport;
+  constructor(report: CheckReport) {
+    const failed = report.items.filter((i) => i.status === 'fail');
+    super(
+      `${report.jobs.join(', ')} check failed: ${failed.length} of ${report.items.length} checks failed; first: ${failed[0]?.check}: ${failed[0]?.detail}`,
+    );
+    this.report = report;
+  }
+}
+
+/** The run report of a handler result (scripts that invoke a handler on a scheduled event). */
+export function jobReport(result: JobReport | CheckReport): JobReport {
+  if ('check' in result)
+    throw new Error(`expected a run report, got a check report (status ${result.status})`);
+  return result;
+}
+
 export interface HandlerDeps {
   /** Connection-library dependencies (tests point them at local fakes). */
   connector?: ConnectorDeps;
@@ -37,9 +58,16 @@ export interface HandlerDeps {
 export function jobHandler(job: JobName, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
   // One object for the container's life: connectors (and their caches) are kept per deps object.
   const connectorDeps: ConnectorDeps = { log: logger, ...deps.connector };
-  return async (event: unknown, context: Context): Promise<JobReport> => {
+  return async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
     const options = parseInvocation(job, event);
-    const connector = getConnector(getConfig(), connectorDeps);
+    const config = getConfig();
+    const connector = getConnector(config, connectorDeps);
+    if (options.check) {
+      const report = await checkConnection([job], connector, config.kind === 'databricks');
+      logger[report.status === 'pass' ? 'info' : 'error'](`${job} check ${report.status}`, { report });
+      if (report.status !== 'pass') throw new CheckFailed(report);
+      return report;
+    }
     const db = await connector.connect({ applicationName: `lakets-${job}` });
     let report: JobReport;
     try {
@@ -68,6 +96,30 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
     if (report.status === 'failed' || report.status === 'partial') throw new JobFailed(report);
     return report;
   };
+}
+
+/**
+ * Runs no job: connects exactly as the jobs do (the connector of their configuration) and checks what
+ * they need. A failed login is the report's first and only item. Used by `{"check": true}`, `npm run
+ * check` and the demo.
+ */
+export async function checkConnection(
+  jobs: readonly JobName[],
+  connector: Connector,
+  tlsRequired: boolean,
+  applicationName = jobs.length === 1 ? `lakets-${jobs[0]}` : 'lakets-check',
+): Promise<CheckReport> {
+  let db: Awaited<ReturnType<Connector['connect']>>;
+  try {
+    db = await connector.connect({ applicationName });
+  } catch (error) {
+    return loginFailed(jobs, error);
+  }
+  try {
+    return await preflight(db, jobs, { tlsRequired });
+  } finally {
+    await db.end().catch(() => {});
+  }
 }
 
 /** The deployed handler of a job: the body above with Powertools context and metrics flushing. */

@@ -96,12 +96,20 @@ try {
 
   // The real handlers, as Lambda runs them, over a direct connection.
   process.env['LAKETS_DATABASE_URL'] = url;
-  const { makeHandler, JobFailed } = await import('../lib/job-handler.ts');
+  const { makeHandler, JobFailed, jobReport, checkConnection } = await import('../lib/job-handler.ts');
+  const { getConfig } = await import('../lib/config.ts');
+  const { getConnector } = await import('../lib/lakebase/index.ts');
+  // What `npm run check` reports for this database, before any job runs.
+  const check = await checkConnection(JOB_NAMES, getConnector(getConfig()), false);
+  const warned = check.items.filter((i) => i.status === 'warn').map((i) => `${i.check}: ${i.detail}`);
+  say(
+    `Preflight check (npm run check): ${check.status.toUpperCase()}, ${check.totals.pass} pass, ${check.totals.fail} fail, ${check.totals.warn} warn${warned.length > 0 ? ` (${warned.join('; ')})` : ''}.\n`,
+  );
   const reports: JobReport[] = [];
   for (const job of JOB_NAMES) {
     let report: JobReport;
     try {
-      report = await makeHandler(job)(schedulerEvent(job), lambdaContext(job));
+      report = jobReport(await makeHandler(job)(schedulerEvent(job), lambdaContext(job)));
     } catch (error) {
       if (!(error instanceof JobFailed)) throw error;
       report = error.report;

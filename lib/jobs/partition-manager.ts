@@ -1,53 +1,127 @@
-// Partition Manager: lakets._ensure_partitions() for every ChronoTable (or the named ones).
+// Partition Manager: lakets._ensure_partitions() for every ChronoTable (or the named ones), most
+// urgent first, each on the chunk grid the table already has.
 import { mayStart } from './budget.ts';
+import { type ChunkGrid, chunkGrid } from './chunk-grid.ts';
 import { errorLine } from './errors.ts';
 import { withNotices } from './notices.ts';
-import { chronoTables } from './targets.ts';
-import type { ItemResult, JobLogic } from './types.ts';
+import { type ChronoTable, chronoTables } from './targets.ts';
+import type { ItemResult, JobLogic, Queryable } from './types.ts';
 
-// What _ensure_partitions would create with its defaults (past 1, future 3), for a dry run.
+// Per ChronoTable: how far its partitions reach (the end of its last non-dropped chunk, NULL when it
+// has none) and where its latest chunk sits against the UTC grid.
+export const GRID_STATE_SQL = `
+  SELECT r.id,
+         extract(epoch FROM r.chunk_interval)::float8 AS interval_s,
+         g.max_end,
+         -- date_bin refuses month intervals and non-positive ones: such a table keeps its own failure.
+         CASE WHEN r.chunk_interval > interval '0' AND date_part('month', r.chunk_interval) = 0
+                   AND date_part('year', r.chunk_interval) = 0
+              THEN extract(epoch FROM g.latest - date_bin(r.chunk_interval, g.latest, timestamptz '2000-01-01 00:00:00+00'))::float8
+         END AS offset_s
+    FROM lakets._chronotable_registry r
+    LEFT JOIN LATERAL (
+      SELECT max(m.range_end) AS max_end, max(m.range_start) AS latest
+        FROM lakets._chunk_metadata m
+       WHERE m.chronotable_id = r.id AND m.status <> 'dropped') g ON true`;
+
+// What _ensure_partitions would create with its defaults (past 1, future 3) on the table's grid,
+// for a dry run.
 const MISSING_SQL = `
   SELECT count(*)::int AS missing
     FROM lakets._chronotable_registry r,
-         LATERAL (SELECT date_bin(r.chunk_interval, now(), timestamptz '2000-01-01 00:00:00+00') AS base) b,
+         LATERAL (SELECT date_bin(r.chunk_interval, now(), $2::timestamptz) AS base) b,
          generate_series(b.base - r.chunk_interval, b.base + 3 * r.chunk_interval, r.chunk_interval) s
    WHERE r.id = $1
      AND NOT EXISTS (SELECT 1 FROM lakets._chunk_metadata m
                       WHERE m.chronotable_id = r.id AND m.range_start = s AND m.status <> 'dropped')`;
 
+interface Planned {
+  table: ChronoTable;
+  maxEnd: number | null;
+  grid: ChunkGrid;
+}
+
+/**
+ * The tables in the order a run attempts them: the one whose partitions end soonest first (none at
+ * all first of all), so a run cut short by its time budget leaves the least urgent for the next.
+ */
+async function plan(db: Queryable, tables: ChronoTable[]): Promise<Planned[]> {
+  const { rows } = await db.query<{
+    id: number;
+    interval_s: number;
+    max_end: Date | null;
+    offset_s: number | null;
+  }>(GRID_STATE_SQL);
+  const state = new Map(rows.map((r) => [r.id, r]));
+  const planned = tables.map((table) => {
+    const s = state.get(table.id);
+    return {
+      table,
+      maxEnd: s?.max_end ? s.max_end.getTime() : null,
+      grid: chunkGrid(s?.interval_s ?? 1, s?.offset_s ?? null),
+    };
+  });
+  // Array.prototype.sort is stable: ties keep the name order of chronoTables().
+  return planned.sort((a, b) => (a.maxEnd ?? -Infinity) - (b.maxEnd ?? -Infinity));
+}
+
+/**
+ * Runs `_ensure_partitions` for one table. On an offset grid the call runs in a transaction whose
+ * TimeZone is the grid's fixed offset; PL/pgSQL keeps the origin of its first plan for the whole
+ * session, so plans are discarded before the call (to drop a UTC origin) and after it (so the next
+ * table is not binned on this one's).
+ */
+async function ensurePartitions(db: Queryable, id: number, grid: ChunkGrid): Promise<number> {
+  const call = () =>
+    db.query<{ created: number }>('SELECT lakets._ensure_partitions(p_chronotable_id => $1) AS created', [
+      id,
+    ]);
+  if (!grid.timeZone) return Number((await call()).rows[0]?.created ?? 0);
+  await db.query('BEGIN');
+  try {
+    await db.query(`SELECT set_config('TimeZone', $1, true)`, [grid.timeZone]);
+    await db.query('DISCARD PLANS');
+    const created = Number((await call()).rows[0]?.created ?? 0);
+    await db.query('COMMIT');
+    return created;
+  } catch (error) {
+    await db.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    await db.query('DISCARD PLANS').catch(() => {});
+  }
+}
+
 export const partitionManager: JobLogic = async ({ db, options, budget }) => {
   const items: ItemResult[] = [];
-  for (const t of await chronoTables(db, [], options.tables)) {
+  for (const { table: t, grid } of await plan(db, await chronoTables(db, [], options.tables))) {
     if (!mayStart(budget, items, 'table', t.name)) continue;
     const started = Date.now();
+    const gridNote = grid.offsetSeconds === 0 ? {} : { grid: grid.description };
     try {
       if (options.dryRun) {
-        const { rows } = await db.query<{ missing: number }>(MISSING_SQL, [t.id]);
+        const { rows } = await db.query<{ missing: number }>(MISSING_SQL, [t.id, grid.origin]);
         const missing = rows[0]?.missing ?? 0;
         items.push({
           kind: 'table',
           name: t.name,
           outcome: missing > 0 ? 'would-create' : 'unchanged',
           count: missing,
+          ...gridNote,
         });
       } else {
-        const { result, notices } = await withNotices(db, () =>
-          db.query<{ created: number }>(
-            'SELECT lakets._ensure_partitions(p_chronotable_id => $1) AS created',
-            [t.id],
-          ),
-        );
-        const created = Number(result.rows[0]?.created ?? 0);
+        const { result: created, notices } = await withNotices(db, () => ensurePartitions(db, t.id, grid));
         items.push({
           kind: 'table',
           name: t.name,
           outcome: created > 0 ? 'created' : 'unchanged',
           count: created,
+          ...gridNote,
           ...(notices.length > 0 ? { notices } : {}),
         });
       }
     } catch (error) {
-      items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
+      items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error), ...gridNote });
     }
     const last = items.at(-1);
     if (last) last.durationMs = Date.now() - started;

@@ -19,10 +19,10 @@ export class PayloadError extends Error {
 }
 
 const FIELDS: Record<JobName, readonly string[]> = {
-  'partition-manager': ['dryRun', 'tables'],
-  tiering: ['dryRun', 'tables'],
-  retention: ['dryRun', 'tables', 'force'],
-  'rollup-refresh': ['dryRun', 'rollup'],
+  'partition-manager': ['dryRun', 'tables', 'check'],
+  tiering: ['dryRun', 'tables', 'check'],
+  retention: ['dryRun', 'tables', 'force', 'check'],
+  'rollup-refresh': ['dryRun', 'rollup', 'check'],
 };
 
 const SCHEDULER_FIELDS = new Set(['source', 'scheduleArn', 'scheduledTime', 'executionId', 'attemptNumber']);
@@ -69,6 +69,16 @@ export function parseInvocation(job: JobName, event: unknown): JobOptions {
     );
   }
   const options: JobOptions = { ...defaults, trigger: 'manual' };
+  if ('check' in payload && boolean(payload['check'], 'check')) {
+    // The preflight check runs no job, so options for one would be silently ignored: refused instead.
+    const other = Object.keys(payload).find((k) => k !== 'check');
+    if (other !== undefined) {
+      throw new PayloadError(
+        `"check" runs no job, so it takes no other field (got ${JSON.stringify(truncate(other))}); send {"check": true} alone`,
+      );
+    }
+    return { ...options, check: true };
+  }
   if ('dryRun' in payload) options.dryRun = boolean(payload['dryRun'], 'dryRun');
   if ('force' in payload) options.force = boolean(payload['force'], 'force');
   if ('tables' in payload) options.tables = tables(payload['tables']);

@@ -17,6 +17,8 @@ export interface JobOptions {
   rollup?: string;
   /** Retention only, and only with `tables`: skip the durability gate. */
   force: boolean;
+  /** Run no job: check what the job needs and report it (lib/jobs/check.ts). */
+  check?: true;
   /** Where the run came from, for the log. */
   trigger: 'schedule' | 'manual';
 }
@@ -54,6 +56,8 @@ export interface ItemResult {
   notices?: string[];
   /** Set when the item could not be decided for a reason the operator must fix (counted by a metric). */
   warning?: ItemWarning;
+  /** Partition Manager, for a table whose chunks are not on the UTC grid: which grid it kept. */
+  grid?: string;
   durationMs?: number;
 }
 
