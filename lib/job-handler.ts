@@ -8,11 +8,11 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { getConfig } from './config.ts';
 import { timeBudget } from './jobs/budget.ts';
-import { parseInvocation } from './jobs/payload.ts';
+import { PayloadError, parseInvocation } from './jobs/payload.ts';
 import { runJob } from './jobs/runner.ts';
 import type { JobName, JobReport } from './jobs/types.ts';
 import { type ConnectorDeps, getConnector } from './lakebase/index.ts';
-import { type Observability, observability, publish } from './observability.ts';
+import { type Observability, observability, publish, publishRunFailed } from './observability.ts';
 
 export class JobFailed extends Error {
   override name = 'JobFailed';
@@ -34,23 +34,43 @@ export interface HandlerDeps {
   connector?: ConnectorDeps;
 }
 
+/** The stable code a failed invocation is logged and counted under. */
+export function failureCode(error: unknown): string {
+  if (error instanceof JobFailed) return `JOB_${error.report.status.toUpperCase()}`; // JOB_FAILED, JOB_PARTIAL
+  if (error instanceof PayloadError) return 'PAYLOAD_INVALID';
+  const code = (error as { code?: unknown } | null)?.code;
+  // LakebaseError's and ConfigError's codes; not SQLSTATEs or Node's errno codes.
+  return typeof code === 'string' && /^[A-Z][A-Z]+_[A-Z_]+$/.test(code) ? code : 'UNEXPECTED_ERROR';
+}
+
 export function jobHandler(job: JobName, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
   // One object for the container's life: connectors (and their caches) are kept per deps object.
   const connectorDeps: ConnectorDeps = { log: logger, ...deps.connector };
   return async (event: unknown, context: Context): Promise<JobReport> => {
-    const options = parseInvocation(job, event);
-    const connector = getConnector(getConfig(), connectorDeps);
-    const db = await connector.connect({ applicationName: `lakets-${job}` });
     let report: JobReport;
     try {
-      report = await runJob(
-        job,
-        db,
-        options,
-        timeBudget(() => context.getRemainingTimeInMillis()),
-      );
-    } finally {
-      await db.end().catch(() => {});
+      const options = parseInvocation(job, event);
+      const connector = getConnector(getConfig(), connectorDeps);
+      const db = await connector.connect({ applicationName: `lakets-${job}` });
+      try {
+        report = await runJob(
+          job,
+          db,
+          options,
+          timeBudget(() => context.getRemainingTimeInMillis()),
+        );
+      } finally {
+        await db.end().catch(() => {});
+      }
+    } catch (error) {
+      // No report: this record and RunFailed are all that say the run never happened.
+      const code = failureCode(error);
+      logger.error(`${job} failed: ${error instanceof Error ? error.message : String(error)}`, {
+        errorCode: code,
+        error,
+      });
+      publishRunFailed(metrics, code);
+      throw error;
     }
     for (const item of report.items) {
       if (item.notices || item.outcome === 'failed' || item.outcome === 'deferred') {
@@ -59,13 +79,14 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
       }
     }
     publish(metrics, report);
-    logger[report.status === 'failed' || report.status === 'partial' ? 'error' : 'info'](
-      `${job} ${report.status}`,
-      {
-        report,
-      },
-    );
-    if (report.status === 'failed' || report.status === 'partial') throw new JobFailed(report);
+    if (report.status === 'failed' || report.status === 'partial') {
+      const failed = new JobFailed(report);
+      const code = failureCode(failed);
+      logger.error(`${job} ${report.status}`, { errorCode: code, report });
+      publishRunFailed(metrics, code);
+      throw failed;
+    }
+    logger.info(`${job} ${report.status}`, { report });
     return report;
   };
 }
