@@ -20,13 +20,15 @@ export const RUN_FAILED_METRIC = 'RunFailed';
 export const FAILURE_CODE_DIMENSION = 'code';
 
 /**
- * The one RunFailed datapoint of a failed invocation. Its own EMF record (single metric): the code
- * dimension must not reach the report's metrics, which the alarms read by {service} only.
+ * The one RunFailed datapoint of a failed invocation. The code dimension must not reach the report's
+ * metrics, which the alarms read by {service} only: with a report's metrics stored it goes out as its
+ * own EMF record (single metric); without (the run never started) it is the invocation's only metric,
+ * flushed with the others, so that Metrics has something to publish and no warning to log.
  */
 export function publishRunFailed(metrics: Metrics, code: string): void {
-  const single = metrics.singleMetric();
-  single.addDimension(FAILURE_CODE_DIMENSION, code);
-  single.addMetric(RUN_FAILED_METRIC, MetricUnit.Count, 1);
+  const target = metrics.hasStoredMetrics() ? metrics.singleMetric() : metrics;
+  target.addDimension(FAILURE_CODE_DIMENSION, code);
+  target.addMetric(RUN_FAILED_METRIC, MetricUnit.Count, 1);
 }
 
 /** The per-run metrics of a report (the names the alarms and the dashboard use). */

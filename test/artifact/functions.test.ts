@@ -3,6 +3,7 @@
 // stand-in, the Databricks and Secrets Manager fakes and the test cluster. What the TypeScript tests
 // cannot see: the bundle loads (its `require` banner, its ESM), init succeeds, every line it writes is
 // a JSON record CloudWatch can parse, and warm invocations reuse what the container resolved.
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schedulerEvent } from '../../dev/lambda-context.ts';
 import { grantStatements } from '../../lib/grants.ts';
@@ -42,6 +43,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await fakes?.close();
   await world?.close();
+  if (synthesized) rmSync(synthesized.outdir, { recursive: true, force: true });
 });
 
 // biome-ignore lint/suspicious/noExplicitAny: log records and EMF documents are untyped JSON
@@ -98,7 +100,7 @@ describe.each(JOB_NAMES)('%s as deployed', (job: JobName) => {
 
   it('answers a scheduled event with its report, cold', async () => {
     const secretReads = world.sm.count();
-    const result = await fn.api.invoke(schedulerEvent(job), { timeoutMs: timeoutMs() });
+    const result = await fn.invoke(schedulerEvent(job), { timeoutMs: timeoutMs() });
     responses.push(result.body);
     expect(result).toMatchObject({ kind: 'response', body: { job, trigger: 'schedule', status: 'ok' } });
     expect(world.sm.count() - secretReads).toBe(1);
@@ -111,7 +113,7 @@ describe.each(JOB_NAMES)('%s as deployed', (job: JobName) => {
   it('answers warm invocations without a secret read or endpoint resolution', async () => {
     const secretReads = world.sm.count();
     world.fake.resetCalls();
-    const result = await fn.api.invoke(schedulerEvent(job), { timeoutMs: timeoutMs() });
+    const result = await fn.invoke(schedulerEvent(job), { timeoutMs: timeoutMs() });
     responses.push(result.body);
     expect(result).toMatchObject({ kind: 'response', body: { job, status: 'ok' } });
     expect(world.sm.count()).toBe(secretReads);
@@ -119,14 +121,14 @@ describe.each(JOB_NAMES)('%s as deployed', (job: JobName) => {
   });
 
   it('answers a dry run with a dry-run report', async () => {
-    const result = await fn.api.invoke({ dryRun: true }, { timeoutMs: timeoutMs() });
+    const result = await fn.invoke({ dryRun: true }, { timeoutMs: timeoutMs() });
     responses.push(result.body);
     expect(result).toMatchObject({ kind: 'response', body: { job, dryRun: true, status: 'dry-run' } });
   });
 
   it('ends a bad payload as a Lambda error, with one coded record and RunFailed', async () => {
     const from = fn.lines.length;
-    const result = await fn.api.invoke({ dryRun: 'yes' }, { timeoutMs: timeoutMs() });
+    const result = await fn.invoke({ dryRun: 'yes' }, { timeoutMs: timeoutMs() });
     responses.push(result.body);
     expect(result).toMatchObject({ kind: 'error', body: { errorType: 'PayloadError' } });
     const rs = records(fn, from);
@@ -141,7 +143,7 @@ describe.each(JOB_NAMES)('%s as deployed', (job: JobName) => {
     await world.admin.query(`ALTER ROLE "${world.appId}" NOLOGIN`);
     try {
       const from = fn.lines.length;
-      const result = await fn.api.invoke(schedulerEvent(job), { timeoutMs: timeoutMs() });
+      const result = await fn.invoke(schedulerEvent(job), { timeoutMs: timeoutMs() });
       responses.push(result.body);
       expect(result).toMatchObject({ kind: 'error', body: { errorType: 'LakebaseError' } });
       const rs = records(fn, from);
@@ -165,6 +167,8 @@ describe.each(JOB_NAMES)('%s as deployed', (job: JobName) => {
       'PayloadError',
       'LakebaseError',
     ]);
+    // Metrics had something to publish on every invocation, failed ones included.
+    expect(rs.filter((r) => /no application metrics/i.test(String(r['message'])))).toEqual([]);
     const texts = [...fn.lines.map((l) => l.text), ...responses.map((r) => JSON.stringify(r))];
     expect(leakedSecrets(world, texts)).toEqual([]);
     expect(texts.filter((t) => t.includes(fakes.environment['AWS_SECRET_ACCESS_KEY'] ?? '\0'))).toEqual([]);

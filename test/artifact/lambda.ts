@@ -171,6 +171,8 @@ export interface RunningFunction {
   api: RuntimeApi;
   /** Every line the process wrote, stdout and stderr, in order of arrival. */
   lines: Array<{ stream: 'stdout' | 'stderr'; text: string }>;
+  /** Invokes the function; rejects, with what it wrote, if the process has exited or exits meanwhile. */
+  invoke: RuntimeApi['invoke'];
   /** ms from spawn until the runtime client first asked for an event, or its init error. */
   init: Awaited<ReturnType<RuntimeApi['ready']>>;
   stop(): Promise<void>;
@@ -228,19 +230,19 @@ export async function startFunction(
     });
   }
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const init = await Promise.race([
-    api.ready(),
+  const died = (when: string) =>
     exited.then(() => {
       throw new Error(
-        `${fn.job}: the runtime client exited during init:\n${lines.map((l) => l.text).join('\n')}`,
+        `${fn.job}: the runtime client exited ${when}:\n${lines.map((l) => l.text).join('\n')}`,
       );
-    }),
-  ]);
+    });
+  const init = await Promise.race([api.ready(), died('during init')]);
   return {
     fn,
     api,
     lines,
     init,
+    invoke: (event, options) => Promise.race([api.invoke(event, options), died('before it answered')]),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
