@@ -6,19 +6,18 @@
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schedulerEvent } from '../../dev/lambda-context.ts';
+import {
+  type RunningFunction,
+  type Synthesized,
+  startFunction,
+  synthFunctions,
+} from '../../dev/lambda-runner.ts';
 import { grantStatements } from '../../lib/grants.ts';
 import { JOB_NAMES, type JobName } from '../../lib/jobs/catalog.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
 import { leakedSecrets, startWorld, type World } from '../connection/world.ts';
 import { installWal2delta, metricsTable, syncCaughtUp } from '../support/lakets-fixtures.ts';
-import {
-  type FunctionWorld,
-  functionWorld,
-  type RunningFunction,
-  type Synthesized,
-  startFunction,
-  synthFunctions,
-} from './lambda.ts';
+import { type FunctionWorld, functionWorld } from './lambda.ts';
 
 let world: World;
 let fakes: FunctionWorld;

@@ -1,254 +1,39 @@
-// The synthesized functions run the way Lambda runs them: the asset folder `cdk synth` wrote, the
-// template's Handler, Environment and Timeout, loaded by AWS's own runtime interface client
-// (aws-lambda-ric) in a fresh Node process that polls our Runtime API stand-in (dev/runtime-api.ts).
-// Secrets Manager and the Databricks workspace are the loopback fakes; Postgres is the test cluster.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, Socket } from 'node:net';
+// The artifact test's world: the connection tests' fakes and database (test/connection/world.ts),
+// as a function process reaches them (dev/lambda-runner.ts), with 127.0.0.1:5432 forwarded to the
+// test cluster.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type RuntimeApi, startRuntimeApi } from '../../dev/runtime-api.ts';
-import { JOB_NAMES, type JobName } from '../../lib/jobs/catalog.ts';
+import { type Fakes, fakesContext, fakesEnvironment, forwardLakebasePort } from '../../dev/lambda-runner.ts';
 import { PROJECT, type World } from '../connection/world.ts';
-import { synth } from '../infra/synth.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const RIC = join(REPO_ROOT, 'node_modules', 'aws-lambda-ric', 'index.mjs');
-/** Lakebase endpoints listen on 5432; the deployed code has no other port to use. */
-export const LAKEBASE_PORT = 5432;
-
-export interface SynthesizedFunction {
-  job: JobName;
-  functionName: string;
-  /** The asset folder CDK would zip and upload (index.mjs, index.mjs.map). */
-  codeDir: string;
-  handler: string;
-  environment: Record<string, string>;
-  timeoutSeconds: number;
-  memoryMb: number;
-  runtime: string;
-  logFormat: string | undefined;
-}
-
-export interface Synthesized {
-  functions: Map<JobName, SynthesizedFunction>;
-  outdir: string;
-}
-
-/**
- * One `cdk synth` of the real app (in-process, as test/infra does: esbuild bundles locally, nothing
- * reaches AWS or Docker), and each function's asset folder from the assembly's asset manifest.
- */
-export function synthFunctions(context: Record<string, unknown>): Synthesized {
-  const { app, stack, template } = synth(context);
-  const outdir = app.outdir;
-  const manifest = JSON.parse(readFileSync(join(outdir, `${stack.stackName}.assets.json`), 'utf8')) as {
-    files: Record<string, { source: { path: string }; destinations: Record<string, { objectKey: string }> }>;
-  };
-  const folderOfKey = new Map<string, string>();
-  for (const file of Object.values(manifest.files)) {
-    for (const d of Object.values(file.destinations))
-      folderOfKey.set(d.objectKey, join(outdir, file.source.path));
-  }
-  const functions = new Map<JobName, SynthesizedFunction>();
-  // biome-ignore lint/suspicious/noExplicitAny: a CloudFormation template is untyped JSON
-  for (const resource of Object.values(template['Resources'] as Record<string, any>)) {
-    if (resource.Type !== 'AWS::Lambda::Function') continue;
-    const p = resource.Properties;
-    const job = JOB_NAMES.find((j) => p.FunctionName === `${stack.stackName}-${j}`);
-    if (!job) continue;
-    const key = p.Code?.S3Key;
-    const codeDir = typeof key === 'string' ? folderOfKey.get(key) : undefined;
-    if (!codeDir) throw new Error(`${job}: no asset folder for ${JSON.stringify(p.Code)}`);
-    functions.set(job, {
-      job,
-      functionName: p.FunctionName,
-      codeDir,
-      handler: p.Handler,
-      environment: p.Environment?.Variables ?? {},
-      timeoutSeconds: p.Timeout,
-      memoryMb: p.MemorySize,
-      runtime: p.Runtime,
-      logFormat: p.LoggingConfig?.LogFormat,
-    });
-  }
-  return { functions, outdir };
-}
-
-/** The world's part that the child process needs, and how to reach it. */
 export interface FunctionWorld {
   /** Context for synth: the template then names the world's project, secret and database. */
   context: Record<string, unknown>;
-  /** Environment of the function process on top of the template's and Lambda's own. */
+  /** Environment of a function process on top of the template's and Lambda's own. */
   environment: Record<string, string>;
   close(): Promise<void>;
 }
 
-/**
- * The one place that knows how the fakes are reached: the synth context and the environment that
- * points a function process at them. Trust is what a deployed function has (Node's roots) plus
- * NODE_EXTRA_CA_CERTS with the test cluster's certificate, and with the fakes' CA where they speak
- * HTTPS (`caPem` on the fake).
- */
 export async function functionWorld(world: World): Promise<FunctionWorld> {
   const dir = mkdtempSync(join(tmpdir(), 'lakets-artifact-'));
-  const cas = [world.db.info.caPem];
-  for (const fake of [world.fake, world.sm] as Array<{ url: string; caPem?: string }>) {
-    if (fake.caPem && !cas.includes(fake.caPem)) cas.push(fake.caPem);
-  }
-  const caFile = join(dir, 'extra-ca.pem');
-  writeFileSync(caFile, cas.join('\n'));
-  const https = world.fake.url.startsWith('https:');
+  const fakes: Fakes = {
+    databricksUrl: world.fake.url,
+    secretsManagerUrl: world.sm.url,
+    region: world.sm.region,
+    // The fakes' CA too, once they speak HTTPS (they then expose it as caPem).
+    trust: [
+      world.db.info.caPem,
+      ...[world.fake, world.sm].flatMap((f) => (f as { caPem?: string }).caPem ?? []),
+    ],
+  };
   const forwarder = await forwardLakebasePort(world.db.info.port);
   return {
-    context: {
-      lakebaseProject: PROJECT,
-      // The template takes https workspaces only; a plain-HTTP fake is given below instead.
-      databricksHost: https ? world.fake.url : 'https://x.cloud.databricks.com',
-      spSecretName: world.secretId,
-      database: world.db.name,
-    },
-    environment: {
-      ...(https ? {} : { DATABRICKS_HOST: world.fake.url }),
-      AWS_ENDPOINT_URL_SECRETS_MANAGER: world.sm.url,
-      AWS_REGION: world.sm.region,
-      AWS_DEFAULT_REGION: world.sm.region,
-      NODE_EXTRA_CA_CERTS: caFile,
-      // No ~/.databrickscfg, ~/.aws of this machine's user.
-      HOME: dir,
-    },
+    context: fakesContext(fakes, { project: PROJECT, secretName: world.secretId, database: world.db.name }),
+    environment: fakesEnvironment(fakes, dir),
     async close() {
       await new Promise<void>((resolve) => forwarder.close(() => resolve()));
       rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/**
- * 127.0.0.1:5432 forwarded to the test cluster: the fake's endpoints are `localhost` and the deployed
- * code connects on 5432. Its TLS is end to end (the forwarder only copies bytes).
- */
-async function forwardLakebasePort(clusterPort: number): Promise<Server> {
-  const sockets = new Set<Socket>();
-  const server = createServer((inbound) => {
-    const outbound = new Socket();
-    sockets.add(inbound).add(outbound);
-    outbound.connect(clusterPort, '127.0.0.1');
-    inbound.pipe(outbound).pipe(inbound);
-    const drop = () => {
-      inbound.destroy();
-      outbound.destroy();
-      sockets.delete(inbound);
-      sockets.delete(outbound);
-    };
-    inbound.on('error', drop).on('close', drop);
-    outbound.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(
-        error.code === 'EADDRINUSE'
-          ? new Error(
-              `127.0.0.1:${LAKEBASE_PORT} is in use: the artifact test forwards it to the test cluster (the deployed code connects to Lakebase on ${LAKEBASE_PORT}); stop what listens there`,
-            )
-          : error,
-      ),
-    );
-    server.listen(LAKEBASE_PORT, '127.0.0.1', resolve);
-  });
-  const close = server.close.bind(server);
-  return Object.assign(server, {
-    close(cb?: (err?: Error) => void) {
-      for (const s of sockets) s.destroy();
-      return close(cb);
-    },
-  });
-}
-
-export interface RunningFunction {
-  fn: SynthesizedFunction;
-  api: RuntimeApi;
-  /** Every line the process wrote, stdout and stderr, in order of arrival. */
-  lines: Array<{ stream: 'stdout' | 'stderr'; text: string }>;
-  /** Invokes the function; rejects, with what it wrote, if the process has exited or exits meanwhile. */
-  invoke: RuntimeApi['invoke'];
-  /** ms from spawn until the runtime client first asked for an event, or its init error. */
-  init: Awaited<ReturnType<RuntimeApi['ready']>>;
-  stop(): Promise<void>;
-}
-
-/** What Lambda puts in a function's environment besides the template's variables. */
-function lambdaEnvironment(fn: SynthesizedFunction, api: RuntimeApi): Record<string, string> {
-  return {
-    AWS_LAMBDA_RUNTIME_API: api.address,
-    _HANDLER: fn.handler,
-    LAMBDA_TASK_ROOT: fn.codeDir,
-    LAMBDA_RUNTIME_DIR: join(REPO_ROOT, 'node_modules', 'aws-lambda-ric'),
-    AWS_EXECUTION_ENV: `AWS_Lambda_${fn.runtime}`,
-    AWS_LAMBDA_FUNCTION_NAME: fn.functionName,
-    AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
-    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(fn.memoryMb),
-    AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${fn.functionName}`,
-    AWS_LAMBDA_LOG_STREAM_NAME: '2026/01/01/[$LATEST]0123456789abcdef0123456789abcdef',
-    ...(fn.logFormat ? { AWS_LAMBDA_LOG_FORMAT: fn.logFormat } : {}),
-    AWS_REGION: 'us-east-1',
-    AWS_DEFAULT_REGION: 'us-east-1',
-    // The execution role's temporary credentials (the fake checks that requests are signed).
-    AWS_ACCESS_KEY_ID: 'ASIAARTIFACTTEST0000',
-    AWS_SECRET_ACCESS_KEY: 'artifact-test-secret-access-key-not-real',
-    AWS_SESSION_TOKEN: 'artifact-test-session-token',
-    TZ: ':UTC',
-    LANG: 'en_US.UTF-8',
-    PATH: '/usr/local/bin:/usr/bin:/bin',
-  };
-}
-
-/** Starts one cold function instance; resolves once init has finished (or failed). */
-export async function startFunction(
-  fn: SynthesizedFunction,
-  world: Record<string, string>,
-): Promise<RunningFunction> {
-  const startedAt = performance.now();
-  const api = await startRuntimeApi({ functionName: fn.functionName, startedAt });
-  const env = { ...fn.environment, ...lambdaEnvironment(fn, api), ...world };
-  const child: ChildProcess = spawn(process.execPath, [RIC], {
-    cwd: fn.codeDir,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: RunningFunction['lines'] = [];
-  for (const stream of ['stdout', 'stderr'] as const) {
-    let rest = '';
-    child[stream]?.on('data', (chunk: Buffer) => {
-      const parts = (rest + chunk.toString('utf8')).split('\n');
-      rest = parts.pop() ?? '';
-      for (const text of parts) if (text !== '') lines.push({ stream, text });
-    });
-    child[stream]?.on('end', () => {
-      if (rest !== '') lines.push({ stream, text: rest });
-    });
-  }
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const died = (when: string) =>
-    exited.then(() => {
-      throw new Error(
-        `${fn.job}: the runtime client exited ${when}:\n${lines.map((l) => l.text).join('\n')}`,
-      );
-    });
-  const init = await Promise.race([api.ready(), died('during init')]);
-  return {
-    fn,
-    api,
-    lines,
-    init,
-    invoke: (event, options) => Promise.race([api.invoke(event, options), died('before it answered')]),
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-      await api.close();
     },
   };
 }
