@@ -1,7 +1,9 @@
 // The Lambda handler body shared by the four functions: parse the event, connect (a fresh
 // credential per connection), run the job within the invocation's time budget, log and measure
 // the report, close the connection. A run with a failed item ends as a Lambda error after the
-// report is logged, so alarms and the on-failure destination fire.
+// report is logged, so alarms and the on-failure destination fire. Every invocation that fails, before
+// its report exists or with it, writes one error record with a stable `errorCode` and counts one
+// RunFailed by that code: the dashboard sees runs that never started too.
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
@@ -46,22 +48,26 @@ export function failureCode(error: unknown): string {
 export function jobHandler(job: JobName, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
   // One object for the container's life: connectors (and their caches) are kept per deps object.
   const connectorDeps: ConnectorDeps = { log: logger, ...deps.connector };
+  // Parse, connect, run: what can fail before a report exists.
+  const run = async (event: unknown, context: Context): Promise<JobReport> => {
+    const options = parseInvocation(job, event);
+    const connector = getConnector(getConfig(), connectorDeps);
+    const db = await connector.connect({ applicationName: `lakets-${job}` });
+    try {
+      return await runJob(
+        job,
+        db,
+        options,
+        timeBudget(() => context.getRemainingTimeInMillis()),
+      );
+    } finally {
+      await db.end().catch(() => {});
+    }
+  };
   return async (event: unknown, context: Context): Promise<JobReport> => {
     let report: JobReport;
     try {
-      const options = parseInvocation(job, event);
-      const connector = getConnector(getConfig(), connectorDeps);
-      const db = await connector.connect({ applicationName: `lakets-${job}` });
-      try {
-        report = await runJob(
-          job,
-          db,
-          options,
-          timeBudget(() => context.getRemainingTimeInMillis()),
-        );
-      } finally {
-        await db.end().catch(() => {});
-      }
+      report = await run(event, context);
     } catch (error) {
       // No report: this record and RunFailed are all that say the run never happened.
       const code = failureCode(error);
