@@ -70,13 +70,15 @@ export async function startRuntimeApi(
   const byId = new Map<string, Pending>();
   const strays: string[] = [];
   let waiting: ((p: Pending) => void) | undefined;
-  let readyState: { ok: true; ms: number } | { ok: false; error: InitError; ms: number } | undefined;
-  let onReady: ((s: NonNullable<typeof readyState>) => void) | undefined;
-
-  const markReady = (state: NonNullable<typeof readyState>) => {
-    if (readyState) return;
-    readyState = state;
-    onReady?.(state);
+  type ReadyState = Awaited<ReturnType<RuntimeApi['ready']>>;
+  let settleReady: ((state: ReadyState) => void) | undefined;
+  const ready = new Promise<ReadyState>((resolve) => {
+    settleReady = resolve;
+  });
+  // The first GET /next or POST /init/error ends init; later calls change nothing.
+  const markReady = (state: ReadyState) => {
+    settleReady?.(state);
+    settleReady = undefined;
   };
 
   const next = (res: ServerResponse) => {
@@ -159,12 +161,7 @@ export async function startRuntimeApi(
         else queue.push(p);
       });
     },
-    ready() {
-      if (readyState) return Promise.resolve(readyState);
-      return new Promise((resolve) => {
-        onReady = resolve;
-      });
-    },
+    ready: () => ready,
     close() {
       server.closeAllConnections();
       return new Promise((resolve) => server.close(() => resolve()));
