@@ -36,8 +36,8 @@ export interface Synthesized {
 }
 
 /**
- * One `cdk synth` of the real app (in-process, as test/infra does, cdk-nag included: esbuild bundles locally, nothing
- * reaches AWS or Docker), and each function's asset folder from the assembly's asset manifest.
+ * One `cdk synth` of the real app (in-process, as test/infra does, cdk-nag included: esbuild bundles
+ * locally, nothing reaches AWS or Docker), and each function's asset folder from the asset manifest.
  */
 export function synthFunctions(context: Record<string, unknown>): Synthesized {
   const app = new App({ context });
@@ -177,6 +177,16 @@ export interface RunningFunction {
   stop(): Promise<void>;
 }
 
+/**
+ * The execution role's temporary credentials as Lambda hands them over (dummies: the fake only checks
+ * that requests are signed).
+ */
+export const ROLE_CREDENTIALS = {
+  AWS_ACCESS_KEY_ID: 'ASIAARTIFACTTEST0000',
+  AWS_SECRET_ACCESS_KEY: 'artifact-test-secret-access-key-not-real',
+  AWS_SESSION_TOKEN: 'artifact-test-session-token-not-real',
+} as const;
+
 /** What Lambda puts in a function's environment besides the template's variables. */
 function lambdaEnvironment(fn: SynthesizedFunction, api: RuntimeApi): Record<string, string> {
   return {
@@ -193,10 +203,7 @@ function lambdaEnvironment(fn: SynthesizedFunction, api: RuntimeApi): Record<str
     ...(fn.logFormat ? { AWS_LAMBDA_LOG_FORMAT: fn.logFormat } : {}),
     AWS_REGION: 'us-east-1',
     AWS_DEFAULT_REGION: 'us-east-1',
-    // The execution role's temporary credentials (the fake checks that requests are signed).
-    AWS_ACCESS_KEY_ID: 'ASIAARTIFACTTEST0000',
-    AWS_SECRET_ACCESS_KEY: 'artifact-test-secret-access-key-not-real',
-    AWS_SESSION_TOKEN: 'artifact-test-session-token',
+    ...ROLE_CREDENTIALS,
     TZ: ':UTC',
     LANG: 'en_US.UTF-8',
     PATH: '/usr/local/bin:/usr/bin:/bin',

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schedulerEvent } from '../../dev/lambda-context.ts';
 import {
+  ROLE_CREDENTIALS,
   type RunningFunction,
   type Synthesized,
   startFunction,
@@ -173,7 +174,8 @@ describe.skipIf(process.platform === 'darwin')('the synthesized functions under 
       expect(rs.filter((r) => /no application metrics/i.test(String(r['message'])))).toEqual([]);
       const texts = [...fn.lines.map((l) => l.text), ...responses.map((r) => JSON.stringify(r))];
       expect(leakedSecrets(world, texts)).toEqual([]);
-      expect(texts.filter((t) => t.includes(fakes.environment['AWS_SECRET_ACCESS_KEY'] ?? '\0'))).toEqual([]);
+      const roleSecrets = [ROLE_CREDENTIALS.AWS_SECRET_ACCESS_KEY, ROLE_CREDENTIALS.AWS_SESSION_TOKEN];
+      expect(texts.filter((t) => roleSecrets.some((secret) => t.includes(secret)))).toEqual([]);
       expect(fn.api.strays).toEqual([]);
     });
   });
