@@ -1,5 +1,5 @@
 // 1. Cold start: each functions/*.ts bundled with esbuild exactly as infra/job.ts has CDK do it (ESM,
-// minified, platform node, target node24, the createRequire banner, pg-native external, source map),
+// minified keeping names, platform node, target node24, the createRequire banner, pg-native external, source map),
 // its size, and the time a fresh Node process takes to import it, as a ratio to a bare `node -e ''`.
 // Where a target is missed, the metafile says which packages the bytes come from.
 import { spawnSync } from 'node:child_process';
@@ -33,6 +33,7 @@ function infraBundling(): { banner: string; drift: string[] } {
     ["target 'node24'", /target:\s*'node24'/],
     ["mainFields ['module', 'main']", /mainFields:\s*\['module',\s*'main'\]/],
     ['minify true', /minify:\s*true/],
+    ['keepNames true', /keepNames:\s*true/],
     ['sourceMap true', /sourceMap:\s*true/],
     ['sourcesContent false', /sourcesContent:\s*false/],
     ["externalModules ['pg-native']", /externalModules:\s*\['pg-native'\]/],
@@ -130,6 +131,7 @@ async function bundle(name: string, outDir: string, banner: string, stdin?: stri
     target: 'node24',
     outfile: file,
     minify: true,
+    keepNames: true,
     sourcemap: true,
     sourcesContent: false,
     external: ['pg-native'],

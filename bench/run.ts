@@ -26,6 +26,7 @@ const SECTIONS: Section[] = [
   { id: 'scale', file: 'scale.ts', title: '3. Job overhead at scale', needsPg: true },
   { id: 'rollups', file: 'rollups.ts', title: '4. RollUp refresh', needsPg: true },
   { id: 'ingest', file: 'ingest.ts', title: '5. Ingest overhead', needsPg: true },
+  { id: 'runtime', file: 'runtime.ts', title: '6. Under the Lambda runtime client', needsPg: true },
 ];
 
 // Server settings for the bench cluster (on top of dev/local-postgres.ts: fsync, synchronous_commit

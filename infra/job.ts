@@ -123,6 +123,9 @@ export class LakeTsJob extends Construct {
       timeout: Duration.minutes(spec.timeoutMinutes),
       role,
       logGroup: this.logGroup,
+      // The runtime's own records (an invocation's error, an init error) as JSON too, like Powertools'
+      // and EMF: every line in the log group is one JSON document that Logs Insights can query.
+      loggingFormat: lambda.LoggingFormat.JSON,
       environment,
       // Asynchronous invocations (the scheduler's, and `aws lambda invoke --invocation-type Event`):
       // bounded retries, then the event lands on the failure queue. See Delivery in jobs.ts.
@@ -140,6 +143,8 @@ export class LakeTsJob extends Construct {
         mainFields: ['module', 'main'],
         banner: ESM_REQUIRE_BANNER,
         minify: true,
+        // Error class names (errorType in the runtime's records) stay readable.
+        keepNames: true,
         sourceMap: true,
         sourcesContent: false,
         // pg's optional native binding is never installed. Everything else, the AWS SDK included, is

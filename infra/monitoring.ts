@@ -15,6 +15,7 @@ import {
   OUTCOME_METRICS,
   SERVICE_DIMENSION,
 } from '../lib/jobs/catalog.ts';
+import { FAILURE_CODE_DIMENSION, RUN_FAILED_METRIC } from '../lib/observability.ts';
 import type { LakeTsConfig } from './config.ts';
 import type { LakeTsJob } from './job.ts';
 
@@ -37,6 +38,21 @@ export function jobMetric(job: JobSpec, name: MetricName, options: cw.MetricOpti
     dimensionsMap: { [SERVICE_DIMENSION]: job.name },
     statistic: METRIC_UNITS[name] === 'Milliseconds' ? cw.Stats.MAXIMUM : cw.Stats.SUM,
     ...options,
+  });
+}
+
+/**
+ * RunFailed of one job, a line per stable error code (PG_LOGIN_REJECTED, PAYLOAD_INVALID, JOB_FAILED...):
+ * why invocations ended as errors, including those that failed before a report existed. The codes are
+ * open-ended, so a SEARCH finds every {service, code} series rather than a fixed list.
+ */
+export function runFailedByCode(job: JobSpec, period: Duration): cw.MathExpression {
+  const search = `{${METRICS_NAMESPACE},${SERVICE_DIMENSION},${FAILURE_CODE_DIMENSION}} MetricName="${RUN_FAILED_METRIC}" ${SERVICE_DIMENSION}="${job.name}"`;
+  return new cw.MathExpression({
+    expression: `SEARCH('${search}', 'Sum', ${period.toSeconds()})`,
+    usingMetrics: {},
+    label: `${RUN_FAILED_METRIC} \${PROP('Dim.${FAILURE_CODE_DIMENSION}')}`,
+    period,
   });
 }
 
@@ -209,6 +225,7 @@ export class Monitoring extends Construct {
             fn.metricInvocations({ period, label: 'invocations' }),
             fn.metricErrors({ period, label: 'errors' }),
             fn.metricThrottles({ period, label: 'throttles' }),
+            runFailedByCode(spec, period),
           ],
           width: 6,
         }),

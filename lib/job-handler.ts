@@ -1,7 +1,9 @@
 // The Lambda handler body shared by the four functions: parse the event, connect (a fresh
 // credential per connection), run the job within the invocation's time budget, log and measure
 // the report, close the connection. A run with a failed item ends as a Lambda error after the
-// report is logged, so alarms and the on-failure destination fire.
+// report is logged, so alarms and the on-failure destination fire. Every invocation that fails, before
+// its report exists or with it, writes one error record with a stable `errorCode` and counts one
+// RunFailed by that code: the dashboard sees runs that never started too.
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
@@ -9,11 +11,11 @@ import type { Context } from 'aws-lambda';
 import { getConfig } from './config.ts';
 import { timeBudget } from './jobs/budget.ts';
 import { type CheckReport, loginFailed, preflight } from './jobs/check.ts';
-import { parseInvocation } from './jobs/payload.ts';
+import { PayloadError, parseInvocation } from './jobs/payload.ts';
 import { runJob } from './jobs/runner.ts';
 import type { JobName, JobReport } from './jobs/types.ts';
 import { type Connector, type ConnectorDeps, getConnector } from './lakebase/index.ts';
-import { type Observability, observability, publish } from './observability.ts';
+import { type Observability, observability, publish, publishRunFailed } from './observability.ts';
 
 export class JobFailed extends Error {
   override name = 'JobFailed';
@@ -55,23 +57,28 @@ export interface HandlerDeps {
   connector?: ConnectorDeps;
 }
 
+/** The stable code a failed invocation is logged and counted under. */
+export function failureCode(error: unknown): string {
+  if (error instanceof JobFailed) return `JOB_${error.report.status.toUpperCase()}`; // JOB_FAILED, JOB_PARTIAL
+  if (error instanceof CheckFailed) return 'CHECK_FAILED';
+  if (error instanceof PayloadError) return 'PAYLOAD_INVALID';
+  const code = (error as { code?: unknown } | null)?.code;
+  // LakebaseError's and ConfigError's codes; not SQLSTATEs or Node's errno codes.
+  return typeof code === 'string' && /^[A-Z][A-Z]+_[A-Z_]+$/.test(code) ? code : 'UNEXPECTED_ERROR';
+}
+
 export function jobHandler(job: JobName, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
   // One object for the container's life: connectors (and their caches) are kept per deps object.
   const connectorDeps: ConnectorDeps = { log: logger, ...deps.connector };
-  return async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
+  // Parse, connect, run (or check): what can fail before a report exists.
+  const run = async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
     const options = parseInvocation(job, event);
     const config = getConfig();
     const connector = getConnector(config, connectorDeps);
-    if (options.check) {
-      const report = await checkConnection([job], connector, config.kind === 'databricks');
-      logger[report.status === 'pass' ? 'info' : 'error'](`${job} check ${report.status}`, { report });
-      if (report.status !== 'pass') throw new CheckFailed(report);
-      return report;
-    }
+    if (options.check) return checkConnection([job], connector, config.kind === 'databricks');
     const db = await connector.connect({ applicationName: `lakets-${job}` });
-    let report: JobReport;
     try {
-      report = await runJob(
+      return await runJob(
         job,
         db,
         options,
@@ -80,6 +87,31 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
     } finally {
       await db.end().catch(() => {});
     }
+  };
+  // Logs and counts one failed invocation under its stable code, then rethrows it.
+  const fail = (error: unknown, message: string, extra: Record<string, unknown>): never => {
+    const code = failureCode(error);
+    logger.error(message, { errorCode: code, ...extra });
+    publishRunFailed(metrics, code);
+    throw error;
+  };
+  return async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
+    let result: JobReport | CheckReport;
+    try {
+      result = await run(event, context);
+    } catch (error) {
+      // No report: this record and RunFailed are all that say the run never happened.
+      return fail(error, `${job} failed: ${error instanceof Error ? error.message : String(error)}`, {
+        error,
+      });
+    }
+    if ('check' in result) {
+      if (result.status !== 'pass')
+        return fail(new CheckFailed(result), `${job} check ${result.status}`, { report: result });
+      logger.info(`${job} check ${result.status}`, { report: result });
+      return result;
+    }
+    const report = result;
     for (const item of report.items) {
       if (item.notices || item.outcome === 'failed' || item.outcome === 'deferred') {
         const level = item.outcome === 'failed' ? 'warn' : 'info';
@@ -87,13 +119,10 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
       }
     }
     publish(metrics, report);
-    logger[report.status === 'failed' || report.status === 'partial' ? 'error' : 'info'](
-      `${job} ${report.status}`,
-      {
-        report,
-      },
-    );
-    if (report.status === 'failed' || report.status === 'partial') throw new JobFailed(report);
+    if (report.status === 'failed' || report.status === 'partial') {
+      return fail(new JobFailed(report), `${job} ${report.status}`, { report });
+    }
+    logger[report.status === 'warning' ? 'warn' : 'info'](`${job} ${report.status}`, { report });
     return report;
   };
 }

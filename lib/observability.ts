@@ -10,10 +10,25 @@ export interface Observability {
 }
 
 export function observability(job: JobName): Observability {
-  return {
-    logger: new Logger({ serviceName: job }),
-    metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName: job }),
-  };
+  const logger = new Logger({ serviceName: job });
+  // Metrics' own warnings (e.g. nothing to publish) go through our logger: JSON records, not plain lines.
+  return { logger, metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName: job, logger }) };
+}
+
+/** Counts invocations that ended as a Lambda error, by stable code (dimensions: service, code). */
+export const RUN_FAILED_METRIC = 'RunFailed';
+export const FAILURE_CODE_DIMENSION = 'code';
+
+/**
+ * The one RunFailed datapoint of a failed invocation. The code dimension must not reach the report's
+ * metrics, which the alarms read by {service} only: with a report's metrics stored it goes out as its
+ * own EMF record (single metric); without (the run never started) it is the invocation's only metric,
+ * flushed with the others, so that Metrics has something to publish and no warning to log.
+ */
+export function publishRunFailed(metrics: Metrics, code: string): void {
+  const target = metrics.hasStoredMetrics() ? metrics.singleMetric() : metrics;
+  target.addDimension(FAILURE_CODE_DIMENSION, code);
+  target.addMetric(RUN_FAILED_METRIC, MetricUnit.Count, 1);
 }
 
 /** The per-run metrics of a report (the names the alarms and the dashboard use). */

@@ -99,7 +99,7 @@ export interface ConnectContext {
 }
 
 const GRANTS_FIX = (role: string) =>
-  `an admin runs \`npm run grants -- ${role}\` and the README "Service principal setup" steps`;
+  `an admin runs \`npm run grants -- ${role}\` and the README "Service principal, secret and Postgres role" steps`;
 
 /** A Postgres error from a query, explained when it is about privileges or login. */
 export function explainPostgresError(error: unknown, role: string): unknown {

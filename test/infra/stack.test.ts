@@ -360,6 +360,18 @@ describe('dashboard', () => {
     for (const metric of METRIC_NAMES) expect(body).toContain(metric);
     expect(body).toContain(METRICS_NAMESPACE);
   });
+
+  it("shows each job's failed invocations by stable code, those that never made a report included", () => {
+    const [, dashboard] = ofType('AWS::CloudWatch::Dashboard')[0] ?? [];
+    const body = JSON.stringify(dashboard?.Properties.DashboardBody);
+    for (const job of JOB_NAMES) {
+      // SEARCH('{LakeTS,service,code} MetricName="RunFailed" service="<job>"', ...), quotes escaped twice in the body.
+      const search = new RegExp(
+        String.raw`SEARCH\('\{LakeTS,service,code\} MetricName=\\+"RunFailed\\+" service=\\+"${job}\\+"'`,
+      );
+      expect(body).toMatch(search);
+    }
+  });
 });
 
 describe('cdk-nag AwsSolutions', () => {
