@@ -1,8 +1,32 @@
-// Deployment settings, read once from CDK context (-c key=value or cdk.json) and validated at synth time.
-// Defaults live here, not in cdk.json, so a bare `cdk synth -c ...` with the three required keys works.
+// Deployment settings, read once from CDK context (-c key=value or cdk.json) and validated at synth time
+// by the same rules the handlers apply to the environment the stack gives them (lib/settings.ts).
+// Defaults live there, not in cdk.json, so a bare `cdk synth -c ...` with the three required keys works.
+import {
+  ConfigError,
+  type ConnectionValues,
+  type ContextKey,
+  endpointProject,
+  functionEnvironment,
+  isEmail,
+  isIanaTimeZone,
+  isLoginName,
+  isSecretArn,
+  isSecretName,
+  isStackName,
+  isTopicArn,
+  type JobIdentity,
+  projectId,
+  SECURITY_GROUP_ID,
+  SETTINGS,
+  SUBNET_ID,
+  VPC_ID,
+  workspaceOrigin,
+} from '../lib/settings.ts';
 
-export const DEFAULT_STACK_NAME = 'LakeTsJobs';
-export const DEFAULT_TIMEZONE = 'UTC';
+export { ConfigError, type ContextKey } from '../lib/settings.ts';
+
+export const DEFAULT_STACK_NAME = SETTINGS.stackName.default;
+export const DEFAULT_TIMEZONE = SETTINGS.timezone.default;
 
 /** The service principal's `{"client_id","client_secret"}` secret: imported, never created. */
 export type SpSecretRef =
@@ -37,61 +61,15 @@ export interface LakeTsConfig {
   readonly vpc?: VpcConfig;
 }
 
-/** Every context key this app reads, for the error messages and the tests. */
-export const CONTEXT_KEYS = [
-  'stackName',
-  'lakebaseProject',
-  'databricksHost',
-  'spSecretArn',
-  'spSecretName',
-  'lakebaseEndpoint',
-  'pgRole',
-  'database',
-  'timezone',
-  'alarmEmail',
-  'alarmTopicArn',
-  'vpcId',
-  'subnetIds',
-  'securityGroupIds',
-] as const;
-export type ContextKey = (typeof CONTEXT_KEYS)[number];
-
-/** All problems found in the context, one line each, naming the key and the fix. */
-export class ConfigError extends Error {
-  readonly problems: readonly string[];
-  constructor(problems: readonly string[]) {
-    super(problems.join('\n'));
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-}
-
-// Lakebase resource ids (project, branch, endpoint): 1-63 lowercase letters, digits, hyphens (RFC 1123),
-// the same rule the handlers apply to LAKETS_PROJECT / LAKETS_LAKEBASE_ENDPOINT at run time.
-const RESOURCE_ID = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-const ENDPOINT = /^projects\/([^/]+)\/branches\/([^/]+)\/endpoints\/([^/]+)$/;
-const PARTITION = 'aws(?:-cn|-us-gov|-iso(?:-[a-z])?)?';
-const SECRET_ARN = new RegExp(
-  `^arn:${PARTITION}:secretsmanager:[a-z0-9-]+:\\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$`,
-);
-const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
-const TOPIC_ARN = new RegExp(`^arn:${PARTITION}:sns:[a-z0-9-]+:\\d{12}:[A-Za-z0-9_-]{1,256}$`);
-const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-const STACK_NAME = /^[A-Za-z][A-Za-z0-9-]{0,39}$/;
-const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
-const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
-const SG_ID = /^sg-[0-9a-f]{8,17}$/;
-// Region/Area/Location style names; `Intl` then confirms the zone exists. Offsets such as +01:00 are
-// valid for Intl but not for EventBridge Scheduler, hence the shape check first.
-const TZ_SHAPE = /^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/;
-
 /**
  * Parses the context into a typed config. `get` returns the raw context value of a key
  * (`app.node.tryGetContext`): strings from `-c`, any JSON type from cdk.json.
  */
 export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   const problems: string[] = [];
+  let firstKey: ContextKey | undefined;
   const fail = (key: ContextKey, what: string, fix: string): undefined => {
+    firstKey ??= key;
     problems.push(`context "${key}": ${what}; fix: ${fix}`);
     return undefined;
   };
@@ -118,7 +96,7 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   };
 
   const stackName = text('stackName') ?? DEFAULT_STACK_NAME;
-  if (!STACK_NAME.test(stackName)) {
+  if (!isStackName(stackName)) {
     fail(
       'stackName',
       `"${stackName}" is not a valid stack name (letter first, letters/digits/-, ≤ 40)`,
@@ -131,8 +109,8 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   if (projectRaw === undefined) {
     fail('lakebaseProject', 'missing (the Lakebase project the jobs maintain)', '-c lakebaseProject=<name>');
   } else {
-    lakebaseProject = projectRaw.replace(/^projects\//, '');
-    if (!RESOURCE_ID.test(lakebaseProject)) {
+    lakebaseProject = projectId(projectRaw) ?? '';
+    if (lakebaseProject === '') {
       fail(
         'lakebaseProject',
         `"${projectRaw}" is not a project id (1-63 lowercase letters, digits, hyphens) or projects/<id>`,
@@ -150,21 +128,21 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
       '-c databricksHost=https://<workspace>.cloud.databricks.com',
     );
   } else {
-    const url = URL.canParse(hostRaw) ? new URL(hostRaw) : undefined;
-    if (url?.protocol !== 'https:' || url.username || url.password || url.search || url.hash) {
+    const url = workspaceOrigin(hostRaw, false);
+    if ('origin' in url) {
+      databricksHost = url.origin;
+    } else if (url.problem === 'has a path') {
+      fail(
+        'databricksHost',
+        `"${hostRaw}" has a path; give the workspace origin only`,
+        `-c databricksHost=${new URL(hostRaw).origin}`,
+      );
+    } else {
       fail(
         'databricksHost',
         `"${hostRaw}" is not an https URL`,
         '-c databricksHost=https://<workspace>.cloud.databricks.com',
       );
-    } else if (url.pathname !== '/') {
-      fail(
-        'databricksHost',
-        `"${hostRaw}" has a path; give the workspace origin only`,
-        `-c databricksHost=${url.origin}`,
-      );
-    } else {
-      databricksHost = url.origin;
     }
   }
 
@@ -178,7 +156,7 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
       'pass only one of -c spSecretArn=<arn> or -c spSecretName=<name>',
     );
   } else if (secretArn !== undefined) {
-    if (SECRET_ARN.test(secretArn)) spSecret = { kind: 'arn', arn: secretArn };
+    if (isSecretArn(secretArn)) spSecret = { kind: 'arn', arn: secretArn };
     else
       fail(
         'spSecretArn',
@@ -188,7 +166,7 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   } else if (secretName !== undefined) {
     if (secretName.startsWith('arn:'))
       fail('spSecretName', 'looks like an ARN', `-c spSecretArn=${secretName}`);
-    else if (!SECRET_NAME.test(secretName))
+    else if (!isSecretName(secretName))
       fail('spSecretName', `"${secretName}" is not a valid secret name`, '-c spSecretName=<name>');
     else spSecret = { kind: 'name', name: secretName };
   } else {
@@ -201,27 +179,32 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
 
   const lakebaseEndpoint = text('lakebaseEndpoint');
   if (lakebaseEndpoint !== undefined) {
-    const match = ENDPOINT.exec(lakebaseEndpoint);
-    if (!match?.slice(1).every((part) => RESOURCE_ID.test(part))) {
+    const endpointOf = endpointProject(lakebaseEndpoint);
+    if (endpointOf === undefined) {
       fail(
         'lakebaseEndpoint',
         `"${lakebaseEndpoint}" is malformed`,
         '-c lakebaseEndpoint=projects/<p>/branches/<b>/endpoints/<e>',
       );
-    } else if (lakebaseProject && match[1] !== lakebaseProject) {
+    } else if (lakebaseProject && endpointOf !== lakebaseProject) {
       fail(
         'lakebaseEndpoint',
-        `names project "${match[1]}" but lakebaseProject is "${lakebaseProject}"`,
+        `names project "${endpointOf}" but lakebaseProject is "${lakebaseProject}"`,
         'make the two agree',
       );
     }
   }
 
-  // Postgres identifiers: at most 63 bytes; anything else is quoted by the handlers.
+  // Postgres role and database: the handlers' rule (at most 63 bytes, no control characters or line
+  // separators); anything else is quoted by the handlers.
   const identifier = (key: 'pgRole' | 'database'): string | undefined => {
     const value = text(key);
-    if (value !== undefined && (Buffer.byteLength(value) > 63 || value.includes('\0'))) {
-      return fail(key, 'is not a Postgres identifier (at most 63 bytes)', `-c ${key}=<name>`);
+    if (value !== undefined && !isLoginName(value)) {
+      return fail(
+        key,
+        'is not a Postgres identifier (at most 63 bytes, no control characters)',
+        `-c ${key}=<name>`,
+      );
     }
     return value;
   };
@@ -247,10 +230,10 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
       'pass only one (subscribe the address to your own topic)',
     );
   } else if (alarmEmail !== undefined) {
-    if (EMAIL.test(alarmEmail)) alarms = { kind: 'email', email: alarmEmail };
+    if (isEmail(alarmEmail)) alarms = { kind: 'email', email: alarmEmail };
     else fail('alarmEmail', `"${alarmEmail}" is not an email address`, '-c alarmEmail=oncall@example.com');
   } else if (alarmTopicArn !== undefined) {
-    if (TOPIC_ARN.test(alarmTopicArn)) alarms = { kind: 'topic', topicArn: alarmTopicArn };
+    if (isTopicArn(alarmTopicArn)) alarms = { kind: 'topic', topicArn: alarmTopicArn };
     else
       fail(
         'alarmTopicArn',
@@ -261,7 +244,7 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
 
   const vpcId = text('vpcId');
   const subnetIds = list('subnetIds', SUBNET_ID, 'subnet-0123456789abcdef0,subnet-0fedcba9876543210');
-  const securityGroupIds = list('securityGroupIds', SG_ID, 'sg-0123456789abcdef0');
+  const securityGroupIds = list('securityGroupIds', SECURITY_GROUP_ID, 'sg-0123456789abcdef0');
   let vpc: VpcConfig | undefined;
   if (vpcId === undefined) {
     if (subnetIds.length > 0 || securityGroupIds.length > 0) {
@@ -279,7 +262,7 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
     vpc = { vpcId, subnetIds, securityGroupIds };
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (firstKey !== undefined) throw new ConfigError(firstKey, problems.join(' | '), problems);
   return {
     stackName,
     lakebaseProject,
@@ -294,12 +277,23 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   };
 }
 
-export function isIanaTimeZone(name: string): boolean {
-  if (!TZ_SHAPE.test(name)) return false;
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: name });
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * The environment of a job's function: the connection settings as the handlers read them (unset ones
+ * left out, so the handlers apply the same defaults) and the runtime settings. `secretId` is what the
+ * handler passes to GetSecretValue: the ARN, or the name of a secret imported by name.
+ */
+export function jobEnvironment(
+  config: LakeTsConfig,
+  secretId: string,
+  job: JobIdentity,
+): Record<string, string> {
+  const values: ConnectionValues = {
+    project: config.lakebaseProject,
+    host: config.databricksHost,
+    secretId,
+    endpoint: config.lakebaseEndpoint,
+    pgRole: config.pgRole,
+    database: config.database,
+  };
+  return functionEnvironment(values, job);
 }

@@ -13,7 +13,7 @@ import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { type JobSpec, METRICS_NAMESPACE } from '../lib/jobs/catalog.ts';
-import type { LakeTsConfig } from './config.ts';
+import { jobEnvironment, type LakeTsConfig } from './config.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -97,18 +97,11 @@ export class LakeTsJob extends Construct {
       });
     }
 
-    const environment: Record<string, string> = {
-      LAKETS_PROJECT: config.lakebaseProject,
-      DATABRICKS_HOST: config.databricksHost,
-      LAKETS_SP_SECRET_ID: props.secretId,
-      ...(config.lakebaseEndpoint !== undefined && { LAKETS_LAKEBASE_ENDPOINT: config.lakebaseEndpoint }),
-      ...(config.pgRole !== undefined && { LAKETS_PG_ROLE: config.pgRole }),
-      ...(config.database !== undefined && { LAKETS_DATABASE: config.database }),
-      POWERTOOLS_SERVICE_NAME: spec.name,
-      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-      POWERTOOLS_LOG_LEVEL: 'INFO',
-      NODE_OPTIONS: '--enable-source-maps',
-    };
+    // From the one list of settings: exactly the variables the handlers read, and the runtime's.
+    const environment = jobEnvironment(config, props.secretId, {
+      name: spec.name,
+      metricsNamespace: METRICS_NAMESPACE,
+    });
 
     this.fn = new NodejsFunction(this, 'Function', {
       functionName: `${config.stackName}-${spec.name}`,

@@ -1,6 +1,7 @@
 // The SQL an admin runs so that the jobs' Postgres role can do what the four jobs do, as data (tests
 // apply it) and as a printable script (`npm run grants -- <role>`). Role names are validated and
 // quoted as identifiers, so a hostile name is just a name that does not exist.
+import { identifierProblem } from './identifier.ts';
 
 export class GrantsError extends Error {
   override name = 'GrantsError';
@@ -23,12 +24,12 @@ export function validateRole(role: string, what = 'role'): string {
     throw new GrantsError(
       `the ${what} name is empty: pass the Postgres role, e.g. the service principal's application id`,
     );
-  if (Buffer.byteLength(role, 'utf8') > 63)
+  const problem = identifierProblem(role);
+  if (problem === 'too long')
     throw new GrantsError(
       `the ${what} name is longer than 63 bytes: Postgres would truncate it; pass the exact role name`,
     );
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
-  if (/[\u0000-\u001f\u007f]/.test(role))
+  if (problem === 'control characters')
     throw new GrantsError(`the ${what} name contains control characters: pass the exact role name`);
   if (/^(public|current_user|session_user|current_role|none)$/i.test(role) || /^pg_/i.test(role)) {
     throw new GrantsError(`"${role}" is a reserved role name: pass the role the jobs log in as`);

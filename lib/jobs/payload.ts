@@ -2,19 +2,14 @@
 // EventBridge Scheduler, or an empty `{}` from a bare `aws lambda invoke`) runs the job with
 // defaults; anything else is a manual payload, validated strictly: an unknown field or a wrong
 // type is an error and nothing runs.
+import { identifierProblem } from '../identifier.ts';
+import { oneLine } from '../one-line.ts';
 import type { JobName, JobOptions, TableRef } from './types.ts';
 
 export class PayloadError extends Error {
   override name = 'PayloadError';
   constructor(message: string) {
-    // Echoed input may hold characters that log viewers break lines on (JSON.stringify keeps
-    // U+2028/U+2029 as they are): escaped, so that the error stays one line.
-    super(
-      message.replace(
-        /[\r\n\u0085\u2028\u2029]/g,
-        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-      ),
-    );
+    super(oneLine(message)); // echoed input may hold U+2028 and the like
   }
 }
 
@@ -40,7 +35,6 @@ const EVENTBRIDGE_FIELDS = new Set([
   'detail',
 ]);
 const MAX_TABLES = 1000;
-const MAX_IDENTIFIER_BYTES = 63;
 
 function isScheduled(event: Record<string, unknown>): boolean {
   if (event['source'] === 'aws.scheduler') return Object.keys(event).every((k) => SCHEDULER_FIELDS.has(k));
@@ -178,14 +172,14 @@ export function parseTableName(text: string): TableRef {
 }
 
 function checkIdentifier(name: string, what: string): void {
-  if (name.length === 0) throw new PayloadError(`a ${what} name is empty`);
-  if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
+  const problem = identifierProblem(name);
+  if (problem === 'empty') throw new PayloadError(`a ${what} name is empty`);
+  if (problem === 'too long') {
     throw new PayloadError(
       `${what} name ${JSON.stringify(truncate(name))} is longer than Postgres allows (63 bytes)`,
     );
   }
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
-  if (/[\u0000-\u001f\u007f]/.test(name)) {
+  if (problem === 'control characters') {
     throw new PayloadError(`${what} name ${JSON.stringify(truncate(name))} contains control characters`);
   }
 }

@@ -1,6 +1,7 @@
 // One error class for everything that can go wrong between a handler and a Lakebase session, with a
 // stable `code` for handlers and alarms, and a one-line message that says what to do. Messages pass
 // through redact(): tokens, client secrets and passwords never reach a log line through an error.
+import { oneLine } from '../one-line.ts';
 
 export type LakebaseErrorCode =
   // Secrets Manager
@@ -55,15 +56,6 @@ export class LakebaseError extends Error {
     if (details.status !== undefined) this.status = details.status;
     if (details.pgCode !== undefined) this.pgCode = details.pgCode;
   }
-}
-
-const MAX_MESSAGE = 700;
-
-/** Collapses whitespace and line breaks so that a message is one log line; caps its length. */
-export function oneLine(text: string): string {
-  // U+0085, U+2028 and U+2029 too: log viewers break lines on them.
-  const flat = text.replace(/\s*[\r\n\u0085\u2028\u2029]+\s*/g, ' ').trim();
-  return flat.length > MAX_MESSAGE ? `${flat.slice(0, MAX_MESSAGE - 3)}...` : flat;
 }
 
 // Values this process knows to be secret (client secrets, minted Postgres tokens), replaced wherever

@@ -1,0 +1,331 @@
+// Every setting of the jobs, defined once: the environment variable the handlers read, the CDK context
+// key the stack takes it from, the rule both apply, its default and its line in the README table.
+// lib/config.ts parses the environment with it, infra/config.ts the context, infra/job.ts builds the
+// functions' environment with it, and `npm run docs:settings` writes the README table from it; so a
+// value `cdk synth` accepts is one the handlers accept too.
+import { identifierProblem } from './identifier.ts';
+import { oneLine } from './one-line.ts';
+
+/** A bad setting: one line per problem, naming the variable (or context key) and the fix. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly code = 'CONFIG_INVALID';
+  /** The environment variable (handlers) or context key (synth) at fault; the first of several. */
+  readonly variable: string;
+  /** Every problem found, one line each: the handlers stop at the first, the synth reports them all. */
+  readonly problems: readonly string[];
+  constructor(variable: string, message: string, problems: readonly string[] = [message]) {
+    super(oneLine(message));
+    this.variable = variable;
+    this.problems = problems.map((p) => oneLine(p));
+  }
+}
+
+/**
+ * - `connection`: read by the handlers from `env`; the stack sets it from the context key(s).
+ * - `local`: read by the handlers, set by hand for local runs and tests; never deployed.
+ * - `stack`: a context key that shapes the stack only; the functions never see it.
+ * - `runtime`: set by the stack on every function for the runtime (Powertools, Node); no context key.
+ */
+export type Setting =
+  | {
+      readonly kind: 'connection';
+      readonly env: string;
+      readonly context: readonly string[];
+      readonly required?: true;
+      readonly default?: string;
+      readonly doc: string;
+    }
+  | { readonly kind: 'local'; readonly env: string; readonly doc: string }
+  | {
+      readonly kind: 'stack';
+      readonly context: readonly string[];
+      readonly default?: string;
+      readonly doc: string;
+    }
+  | {
+      readonly kind: 'runtime';
+      readonly env: string;
+      readonly value: (job: JobIdentity) => string;
+      readonly doc: string;
+    };
+
+/** What a function's runtime settings depend on. */
+export interface JobIdentity {
+  readonly name: string;
+  readonly metricsNamespace: string;
+}
+
+export const SETTINGS = {
+  project: {
+    kind: 'connection',
+    env: 'LAKETS_PROJECT',
+    context: ['lakebaseProject'],
+    required: true,
+    doc: 'the Lakebase project, `<name>` or `projects/<name>`',
+  },
+  host: {
+    kind: 'connection',
+    env: 'DATABRICKS_HOST',
+    context: ['databricksHost'],
+    required: true,
+    doc: 'workspace URL, `https://…` (https only; its certificate is always verified, see below); the synth wants the scheme written out',
+  },
+  secretId: {
+    kind: 'connection',
+    env: 'LAKETS_SP_SECRET_ID',
+    context: ['spSecretName', 'spSecretArn'],
+    required: true,
+    doc: 'Secrets Manager secret holding `{"client_id","client_secret"}` of the service principal: its name, or its complete ARN (`spSecretArn`, instead of `spSecretName`); imported, never created. Locally `DATABRICKS_CLIENT_ID` / `DATABRICKS_CLIENT_SECRET` work instead',
+  },
+  endpoint: {
+    kind: 'connection',
+    env: 'LAKETS_LAKEBASE_ENDPOINT',
+    context: ['lakebaseEndpoint'],
+    doc: "optional: pins `projects/<p>/branches/<b>/endpoints/<e>` and skips resolution; it must be a read-write endpoint (`ENDPOINT_TYPE_READ_WRITE`, checked on the one read of it), since every job writes. Unset: the project's default branch read-write endpoint",
+  },
+  pgRole: {
+    kind: 'connection',
+    env: 'LAKETS_PG_ROLE',
+    context: ['pgRole'],
+    doc: "optional: the Postgres role; default the service principal's identity (SCIM `userName`, its application id). Another role must be a **group role the service principal is a member of** (step 4 below): the credential is then requested for it (`group_name`), and a Lakebase credential logs in as nothing else",
+  },
+  database: {
+    kind: 'connection',
+    env: 'LAKETS_DATABASE',
+    context: ['database'],
+    default: 'databricks_postgres',
+    doc: 'the Postgres database',
+  },
+  databaseUrl: {
+    kind: 'local',
+    env: 'LAKETS_DATABASE_URL',
+    doc: 'a direct Postgres URL for local runs and tests: bypasses Databricks and Secrets Manager, and wins over everything above',
+  },
+  clientId: {
+    kind: 'local',
+    env: 'DATABRICKS_CLIENT_ID',
+    doc: "locally, with `DATABRICKS_CLIENT_SECRET`, instead of `LAKETS_SP_SECRET_ID`: the service principal's OAuth client (`LAKETS_SP_SECRET_ID` wins when both are set)",
+  },
+  clientSecret: {
+    kind: 'local',
+    env: 'DATABRICKS_CLIENT_SECRET',
+    doc: 'the secret of that OAuth client; never printed',
+  },
+  stackName: {
+    kind: 'stack',
+    context: ['stackName'],
+    default: 'LakeTsJobs',
+    doc: 'the CloudFormation stack, and the prefix of its function and schedule names',
+  },
+  timezone: {
+    kind: 'stack',
+    context: ['timezone'],
+    default: 'UTC',
+    doc: 'IANA time zone the schedules are evaluated in',
+  },
+  alarmEmail: {
+    kind: 'stack',
+    context: ['alarmEmail'],
+    doc: "optional: an address subscribed to the stack's alarm topic",
+  },
+  alarmTopicArn: {
+    kind: 'stack',
+    context: ['alarmTopicArn'],
+    doc: 'optional, instead of `alarmEmail`: an existing SNS topic the alarms notify',
+  },
+  vpcId: {
+    kind: 'stack',
+    context: ['vpcId'],
+    doc: 'optional: run the functions in this VPC (with `subnetIds`)',
+  },
+  subnetIds: {
+    kind: 'stack',
+    context: ['subnetIds'],
+    doc: 'with `vpcId`: comma-separated private subnets with egress to the workspace and Lakebase',
+  },
+  securityGroupIds: {
+    kind: 'stack',
+    context: ['securityGroupIds'],
+    doc: 'with `vpcId`, optional: comma-separated security groups; unset, the stack creates one allowing outbound 443 and 5432 only',
+  },
+  serviceName: {
+    kind: 'runtime',
+    env: 'POWERTOOLS_SERVICE_NAME',
+    value: (job) => job.name,
+    doc: "the job's name (`service` in its log records)",
+  },
+  metricsNamespace: {
+    kind: 'runtime',
+    env: 'POWERTOOLS_METRICS_NAMESPACE',
+    value: (job) => job.metricsNamespace,
+    doc: 'the CloudWatch namespace of the metrics (`LakeTS`)',
+  },
+  logLevel: {
+    kind: 'runtime',
+    env: 'POWERTOOLS_LOG_LEVEL',
+    value: () => 'INFO',
+    doc: 'the log level (`INFO`)',
+  },
+  nodeOptions: {
+    kind: 'runtime',
+    env: 'NODE_OPTIONS',
+    value: () => '--enable-source-maps',
+    doc: 'stack traces point into the TypeScript sources (`--enable-source-maps`)',
+  },
+} as const satisfies Record<string, Setting>;
+
+type Settings = typeof SETTINGS;
+type ContextKeyOf<S> = S extends { readonly context: readonly (infer K)[] } ? K : never;
+/** Every CDK context key the app reads. */
+export type ContextKey = ContextKeyOf<Settings[keyof Settings]>;
+export const CONTEXT_KEYS: readonly ContextKey[] = Object.values(SETTINGS).flatMap(
+  (s: Setting) => ('context' in s ? s.context : []) as ContextKey[],
+);
+
+/** The settings of the `connection` kind, by key: what the stack passes on to the handlers. */
+export type ConnectionKey = {
+  [K in keyof Settings]: Settings[K]['kind'] extends 'connection' ? K : never;
+}[keyof Settings];
+/** Every connection setting's value, undefined when unset: a new setting cannot be forgotten here. */
+export type ConnectionValues = { readonly [K in ConnectionKey]: string | undefined };
+
+/**
+ * A function's environment: the connection settings the stack resolved (unset ones left out, so the
+ * handlers apply the same defaults) and the runtime settings of the job.
+ */
+export function functionEnvironment(values: ConnectionValues, job: JobIdentity): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, setting] of Object.entries(SETTINGS) as [keyof Settings, Setting][]) {
+    if (setting.kind === 'connection') {
+      const value = values[key as ConnectionKey];
+      if (value !== undefined) env[setting.env] = value;
+    } else if (setting.kind === 'runtime') {
+      env[setting.env] = setting.value(job);
+    }
+  }
+  return env;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rules. Each is applied by both parsers; each parser words its own message (a variable to set,
+// or a `-c key=value` to pass).
+// ---------------------------------------------------------------------------------------------
+
+// Lakebase resource ids (project, branch, endpoint) are 1-63 lowercase letters, digits and hyphens
+// (RFC 1123). Checking them also keeps them safe to splice into REST paths.
+const RESOURCE_ID = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const ENDPOINT_PATH = /^projects\/([^/]+)\/branches\/([^/]+)\/endpoints\/([^/]+)$/;
+
+/** The bare project id of `<id>` or `projects/<id>`, or undefined. */
+export function projectId(raw: string): string | undefined {
+  const id = raw.startsWith('projects/') ? raw.slice('projects/'.length) : raw;
+  return RESOURCE_ID.test(id) ? id : undefined;
+}
+
+/** The project id that a `projects/<p>/branches/<b>/endpoints/<e>` path names, or undefined. */
+export function endpointProject(raw: string): string | undefined {
+  const m = ENDPOINT_PATH.exec(raw);
+  return m?.slice(1).every((part) => RESOURCE_ID.test(part)) ? m[1] : undefined;
+}
+
+export type WorkspaceUrl =
+  | { readonly origin: string }
+  | { readonly problem: 'not a URL' | 'not https' | 'not just the origin' | 'has a path' };
+
+/**
+ * The https origin of a workspace URL: https only, since the OAuth secret and tokens go there; no
+ * credentials, query or path. `bareHost`: a host name without a scheme means https (the Databricks
+ * SDK reads it so, and so do the handlers; the synth wants the scheme written out).
+ */
+export function workspaceOrigin(raw: string, bareHost: boolean): WorkspaceUrl {
+  const text = bareHost && !/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? `https://${raw}` : raw;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return { problem: 'not a URL' };
+  }
+  if (url.protocol !== 'https:') return { problem: 'not https' };
+  if (url.username || url.password || url.search) return { problem: 'not just the origin' };
+  if (url.pathname !== '/' && url.pathname !== '') return { problem: 'has a path' };
+  return { origin: url.origin };
+}
+
+// Secrets Manager: names are letters, digits and /_+=.@- (at most 512); an id is a name or an ARN,
+// which adds ':' (at most 2048). A complete ARN ends in "-" and the 6 random characters.
+const SECRET_ID = /^[A-Za-z0-9/_+=.@:-]{1,2048}$/;
+const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+const PARTITION = 'aws(?:-cn|-us-gov|-iso(?:-[a-z])?)?';
+const SECRET_ARN = new RegExp(
+  `^arn:${PARTITION}:secretsmanager:[a-z0-9-]+:\\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$`,
+);
+
+/** A secret name or ARN, as GetSecretValue takes it. */
+export const isSecretId = (raw: string): boolean => SECRET_ID.test(raw);
+export const isSecretName = (raw: string): boolean => SECRET_NAME.test(raw);
+export const isSecretArn = (raw: string): boolean => SECRET_ARN.test(raw) && isSecretId(raw);
+
+/** A role or database name a connection logs in with (see identifierProblem). */
+export const isLoginName = (raw: string): boolean => identifierProblem(raw, true) === undefined;
+
+/** A postgres:// (or postgresql://) URL with a host. */
+export function isDatabaseUrl(raw: string): boolean {
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  return !!url && (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && !!url.hostname;
+}
+
+const STACK_NAME = /^[A-Za-z][A-Za-z0-9-]{0,39}$/;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const TOPIC_ARN = new RegExp(`^arn:${PARTITION}:sns:[a-z0-9-]+:\\d{12}:[A-Za-z0-9_-]{1,256}$`);
+export const isStackName = (raw: string): boolean => STACK_NAME.test(raw);
+export const isEmail = (raw: string): boolean => EMAIL.test(raw);
+export const isTopicArn = (raw: string): boolean => TOPIC_ARN.test(raw);
+export const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
+export const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
+export const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
+
+// Region/Area/Location style names; `Intl` then confirms the zone exists. Offsets such as +01:00 are
+// valid for Intl but not for EventBridge Scheduler, hence the shape check first.
+const TZ_SHAPE = /^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/;
+
+export function isIanaTimeZone(name: string): boolean {
+  if (!TZ_SHAPE.test(name)) return false;
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The README table
+// ---------------------------------------------------------------------------------------------
+
+export const TABLE_BEGIN = '<!-- settings table: written by `npm run docs:settings` from lib/settings.ts -->';
+export const TABLE_END = '<!-- end of settings table -->';
+
+/** The configuration table of the README, one row per setting. */
+export function settingsTable(): string {
+  const code = (s: string) => `\`${s}\``;
+  const rows = (Object.values(SETTINGS) as Setting[]).map((s) => {
+    const env = 'env' in s ? code(s.env) : '— (deployment only)';
+    const context =
+      'context' in s
+        ? s.context.map((k) => code(k)).join(' or ')
+        : s.kind === 'local'
+          ? '— (local runs only)'
+          : '— (set by the stack)';
+    const fallback =
+      'required' in s && s.required ? 'required' : 'default' in s && s.default ? code(s.default) : '';
+    return `| ${env} | ${context} | ${fallback} | ${s.doc} |`;
+  });
+  return [
+    TABLE_BEGIN,
+    '| variable (handlers) | context key (`cdk synth -c`) | default | meaning |',
+    '|---|---|---|---|',
+    ...rows,
+    TABLE_END,
+  ].join('\n');
+}
