@@ -82,13 +82,13 @@ export const SETTINGS = {
     kind: 'connection',
     env: 'LAKETS_LAKEBASE_ENDPOINT',
     context: ['lakebaseEndpoint'],
-    doc: "optional: pins `projects/<p>/branches/<b>/endpoints/<e>` and skips resolution; it must be a read-write endpoint (`ENDPOINT_TYPE_READ_WRITE`, checked on the one read of it), since every job writes. Unset: the project's default branch read-write endpoint",
+    doc: "pins `projects/<p>/branches/<b>/endpoints/<e>` and skips resolution; it must be a read-write endpoint (`ENDPOINT_TYPE_READ_WRITE`, checked on the one read of it), since every job writes. Unset: the project's default branch read-write endpoint",
   },
   pgRole: {
     kind: 'connection',
     env: 'LAKETS_PG_ROLE',
     context: ['pgRole'],
-    doc: "optional: the Postgres role; default the service principal's identity (SCIM `userName`, its application id). Another role must be a **group role the service principal is a member of** (step 4 below): the credential is then requested for it (`group_name`), and a Lakebase credential logs in as nothing else",
+    doc: "the Postgres role; unset: the service principal's identity (SCIM `userName`, its application id). Another role must be a **group role the service principal is a member of** (step 4 below): the credential is then requested for it (`group_name`), and a Lakebase credential logs in as nothing else",
   },
   database: {
     kind: 'connection',
@@ -127,17 +127,17 @@ export const SETTINGS = {
   alarmEmail: {
     kind: 'stack',
     context: ['alarmEmail'],
-    doc: "optional: an address subscribed to the stack's alarm topic",
+    doc: "an address subscribed to the stack's alarm topic",
   },
   alarmTopicArn: {
     kind: 'stack',
     context: ['alarmTopicArn'],
-    doc: 'optional, instead of `alarmEmail`: an existing SNS topic the alarms notify',
+    doc: 'instead of `alarmEmail`: an existing SNS topic the alarms notify',
   },
   vpcId: {
     kind: 'stack',
     context: ['vpcId'],
-    doc: 'optional: run the functions in this VPC (with `subnetIds`)',
+    doc: 'run the functions in this VPC (with `subnetIds`)',
   },
   subnetIds: {
     kind: 'stack',
@@ -147,7 +147,7 @@ export const SETTINGS = {
   securityGroupIds: {
     kind: 'stack',
     context: ['securityGroupIds'],
-    doc: 'with `vpcId`, optional: comma-separated security groups; unset, the stack creates one allowing outbound 443 and 5432 only',
+    doc: 'with `vpcId`: comma-separated security groups; unset, the stack creates one allowing outbound 443 and 5432 only',
   },
   serviceName: {
     kind: 'runtime',
@@ -239,7 +239,11 @@ export type WorkspaceUrl =
  * SDK reads it so, and so do the handlers; the synth wants the scheme written out).
  */
 export function workspaceOrigin(raw: string, bareHost: boolean): WorkspaceUrl {
-  const text = bareHost && !/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? `https://${raw}` : raw;
+  const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw);
+  // Without a bare host, only what has a scheme by the handlers' reading: the URL parser would also
+  // take "https:/<newline>/h" for https://h, which the handlers read as a host named "https".
+  if (!bareHost && !hasScheme) return { problem: 'not a URL' };
+  const text = hasScheme ? raw : `https://${raw}`;
   let url: URL;
   try {
     url = new URL(text);
@@ -318,7 +322,13 @@ export function settingsTable(): string {
           ? '— (local runs only)'
           : '— (set by the stack)';
     const fallback =
-      'required' in s && s.required ? 'required' : 'default' in s && s.default ? code(s.default) : '';
+      'required' in s && s.required
+        ? 'required'
+        : 'default' in s && s.default
+          ? code(s.default)
+          : s.kind === 'connection' || s.kind === 'stack'
+            ? 'unset'
+            : '';
     return `| ${env} | ${context} | ${fallback} | ${s.doc} |`;
   });
   return [
@@ -328,4 +338,12 @@ export function settingsTable(): string {
     ...rows,
     TABLE_END,
   ].join('\n');
+}
+
+/** `readme` with its settings table (between the two markers) replaced by the current one. */
+export function withSettingsTable(readme: string): string {
+  const begin = readme.indexOf(TABLE_BEGIN);
+  const end = readme.indexOf(TABLE_END);
+  if (begin < 0 || end < begin) throw new Error(`the README has no settings table markers (${TABLE_BEGIN})`);
+  return readme.slice(0, begin) + settingsTable() + readme.slice(end + TABLE_END.length);
 }
