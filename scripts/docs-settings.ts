@@ -1,5 +1,5 @@
 // `npm run docs:settings`: rewrites the configuration table of README.md from lib/settings.ts, the one
-// list of settings (test/settings.test.ts fails while the two disagree).
+// list of settings (test/infra/settings.test.ts fails while the two disagree).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { withSettingsTable } from '../lib/settings.ts';
 
