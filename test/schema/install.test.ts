@@ -371,7 +371,7 @@ describe('released migrations are frozen', () => {
       expect(m.checksum, m.version).toBe(RELEASED[m.version]);
       // Split by concern into parts numbered 01, 02, ... without gaps, joined in that order.
       expect(
-        m.parts.map((part) => part.replace(/^\d{4}_[a-z_]+\/(\d{2})_[a-z_]+\.sql$/, '$1')),
+        m.parts.map((part) => part.replace(/^\d{4}_[a-z0-9_]+\/(\d{2})_[a-z0-9_]+\.sql$/, '$1')),
         m.version,
       ).toEqual(m.parts.map((_, i) => String(i + 1).padStart(2, '0')));
     }
