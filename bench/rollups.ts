@@ -297,7 +297,7 @@ async function explainSpread(db: pg.Client): Promise<string[]> {
   const r = rows[0];
   const lines = [
     `spread case, replayed: ${r?.buckets} invalidated 1-minute buckets in m1 -> the merge gap grows to ${r?.gap} -> ${r?.ranges} ranges covering ${r?.covered} (${r?.pct}% of the data's time span):`,
-    '  refresh_rollup (0002_rollups.sql) doubles the merge gap until the log fits in <= 64 ranges, so late writes spread over more',
+    '  refresh_rollup (migration 0002_rollups) doubles the merge gap until the log fits in <= 64 ranges, so late writes spread over more',
     '  than 64 places make the ranges cover most of the table; m1 is recomputed (DELETE + INSERT, dearer per row than a REFRESH)',
     '  over that, and every m1 bucket it rewrites is logged for h1, so h1 (and d1) are recomputed in full too.',
   ];

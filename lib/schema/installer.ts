@@ -1,20 +1,12 @@
-// Installs this project's LakeTS-compatible schema: ordered SQL files in ./sql, one transaction each,
-// recorded in lakets._version. Idempotent; refuses to touch a `lakets` schema it did not install.
-import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+// Installs this project's LakeTS-compatible schema: the migrations of ./sql (joined from their parts,
+// see migrations.ts), one transaction each, recorded with their checksum in lakets._version.
+// Idempotent; refuses to touch a `lakets` schema it did not install, or a different build of this one.
 import type pg from 'pg';
+import { loadMigrations, type Migration } from './migrations.ts';
 
 /** Which LakeTS release the schema follows, and how our rows in lakets._version are marked. */
 export const LAKETS_COMPAT_VERSION = '0.1.3';
 export const FLAVOR = 'lakets-jobs-aws';
-
-export interface Migration {
-  /** File name without `.sql`, e.g. `0001_core`: the key recorded in lakets._version. */
-  version: string;
-  sql: string;
-  checksum: string;
-}
 
 export interface InstallResult {
   /** Migrations applied by this call (empty when the schema was already current). */
@@ -28,23 +20,8 @@ export class InstallRefused extends Error {
   override name = 'InstallRefused';
 }
 
-const SQL_DIR = join(import.meta.dirname, 'sql');
 // Serialises concurrent installers against one database (any 64-bit key unique to this purpose).
 const INSTALL_LOCK_KEY = 7_117_001_913;
-
-export function loadMigrations(dir = SQL_DIR): Migration[] {
-  return readdirSync(dir)
-    .filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f))
-    .sort()
-    .map((file) => {
-      const sql = readFileSync(join(dir, file), 'utf8');
-      return {
-        version: file.slice(0, -'.sql'.length),
-        sql,
-        checksum: createHash('sha256').update(sql).digest('hex'),
-      };
-    });
-}
 
 interface InstalledRow {
   version: string;

@@ -1,19 +1,26 @@
 // The installer (lib/schema/installer.ts) and its CLI: idempotent, one transaction per migration,
-// versioned in lakets._version, refusing to touch a LakeTS it did not make, safe to run concurrently.
+// versioned in lakets._version, refusing to touch a LakeTS it did not make, safe to run concurrently;
+// and the release rule: released migrations are frozen, joined from their parts byte for byte.
 import { execFile } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  appendFileSync,
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  FLAVOR,
-  InstallRefused,
-  installLakets,
-  LAKETS_COMPAT_VERSION,
-  loadMigrations,
-} from '../../lib/schema/installer.ts';
+import { FLAVOR, InstallRefused, installLakets, LAKETS_COMPAT_VERSION } from '../../lib/schema/installer.ts';
+import { loadMigrations, MigrationLayoutError } from '../../lib/schema/migrations.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 import { expectError } from './helpers.ts';
 
@@ -26,16 +33,21 @@ afterAll(() => {
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** A migrations directory: the package's own files plus `extra` (file name → SQL). */
+/** A migrations directory: the package's own parts plus `extra` (file name → SQL). */
 function migrationsDir(extra: Record<string, string>, options: { withPackaged?: boolean } = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'lakets-migrations-'));
   chmodSync(dir, 0o755);
   tempDirs.push(dir);
   if (options.withPackaged ?? true) {
-    for (const m of loadMigrations())
-      copyFileSync(join(SQL_DIR, `${m.version}.sql`), join(dir, `${m.version}.sql`));
+    for (const part of loadMigrations().flatMap((m) => m.parts)) {
+      mkdirSync(dirname(join(dir, part)), { recursive: true });
+      copyFileSync(join(SQL_DIR, part), join(dir, part));
+    }
   }
-  for (const [file, sql] of Object.entries(extra)) writeFileSync(join(dir, file), sql);
+  for (const [file, sql] of Object.entries(extra)) {
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    writeFileSync(join(dir, file), sql);
+  }
   return dir;
 }
 
@@ -109,6 +121,8 @@ async function laketsObjects(client: pg.Client): Promise<number> {
 }
 
 const packaged = loadMigrations();
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+const packagedSql = (version: string) => packaged.find((m) => m.version === version)!.sql;
 
 describe('installLakets', () => {
   it('installs every packaged migration once, records them, and a second run changes nothing', async () => {
@@ -131,11 +145,15 @@ describe('installLakets', () => {
         checksum: m.checksum,
       })),
     );
-    const checksumOfFile = (await import('node:crypto'))
-      .createHash('sha256')
-      .update(readFileSync(join(SQL_DIR, '0001_core.sql'), 'utf8'))
-      .digest('hex');
-    expect(rows.find((r) => r.version === '0001_core')?.checksum).toBe(checksumOfFile);
+    // The checksum of the source: the parts of the migration's folder, concatenated in name order.
+    const coreDir = join(SQL_DIR, '0001_core');
+    const checksumOfSource = sha256(
+      readdirSync(coreDir)
+        .sort()
+        .map((part) => readFileSync(join(coreDir, part), 'utf8'))
+        .join(''),
+    );
+    expect(rows.find((r) => r.version === '0001_core')?.checksum).toBe(checksumOfSource);
 
     const before = await fingerprint(client);
     const second = await installLakets(client);
@@ -186,7 +204,7 @@ describe('installLakets', () => {
 
   it('a failing first migration leaves the database without any LakeTS object', async () => {
     const { client } = await emptyDatabase();
-    const core = readFileSync(join(SQL_DIR, '0001_core.sql'), 'utf8');
+    const core = packagedSql('0001_core');
     const dir = migrationsDir({ '0001_core.sql': `${core}\nSELECT 1 / 0;\n` }, { withPackaged: false });
     await expectError(() => installLakets(client, loadMigrations(dir)), '0001_core failed');
     expect(await laketsObjects(client)).toBe(0);
@@ -274,7 +292,7 @@ describe('installLakets refuses to change a LakeTS it did not make', () => {
 
   it('refuses an installed migration whose checksum differs from the package (another build)', async () => {
     const { client } = await emptyDatabase();
-    const core = readFileSync(join(SQL_DIR, '0001_core.sql'), 'utf8');
+    const core = packagedSql('0001_core');
     const other = migrationsDir({ '0001_core.sql': `${core}\n-- another build\n` }, { withPackaged: false });
     await installLakets(client, loadMigrations(other));
     const before = await fingerprint(client);
@@ -333,5 +351,111 @@ describe('npm run lakets:install', () => {
     const noUrl = await cli(undefined);
     expect(noUrl.code).toBe(2);
     expect(noUrl.stderr).toContain('set LAKETS_DATABASE_URL');
+  });
+});
+
+// The sha256 of each released migration, computed from the single files they were released as
+// (before their source was split into parts). Installs made since record these in lakets._version.
+// Releasing a migration adds its line here; a released line never changes.
+const RELEASED: Record<string, string> = {
+  '0001_core': '449fb864d8723999fccd5b3f6aafeba043faa53a5743a1d051c58452e8d894d9',
+  '0002_rollups': '1ca4216d0667f1b3fe0219c7cca83daf4225abf6d75b598e920ce6fa80df0c6c',
+  '0003_chunk_grid': '7acdb47506de85062696c3d18f8de4287ae2646d2a1c7abf854b4f28fee543f3',
+};
+
+describe('released migrations are frozen', () => {
+  it('every packaged migration is released, and its parts joined are the released text', () => {
+    expect(packaged.map((m) => m.version)).toEqual(Object.keys(RELEASED));
+    for (const m of packaged) {
+      expect(sha256(m.sql), m.version).toBe(RELEASED[m.version]);
+      expect(m.checksum, m.version).toBe(RELEASED[m.version]);
+      // Split by concern into parts numbered 01, 02, ... without gaps, joined in that order.
+      expect(
+        m.parts.map((part) => part.replace(/^\d{4}_[a-z0-9_]+\/(\d{2})_[a-z0-9_]+\.sql$/, '$1')),
+        m.version,
+      ).toEqual(m.parts.map((_, i) => String(i + 1).padStart(2, '0')));
+    }
+    expect(packaged.find((m) => m.version === '0001_core')?.parts.length).toBeGreaterThan(8);
+    expect(packaged.find((m) => m.version === '0002_rollups')?.parts.length).toBeGreaterThan(8);
+  });
+
+  it('an install made from the released single files is accepted as it is: nothing re-runs, nothing changes', async () => {
+    const { db, client } = await emptyDatabase();
+    // The layout they were released in: one NNNN_name.sql file each, with the released text.
+    const old = migrationsDir(Object.fromEntries(packaged.map((m) => [`${m.version}.sql`, m.sql])), {
+      withPackaged: false,
+    });
+    const first = await installLakets(client, loadMigrations(old));
+    expect(first.applied).toEqual(Object.keys(RELEASED));
+    const recorded = await client.query('SELECT version, checksum FROM lakets._version ORDER BY version');
+    expect(Object.fromEntries(recorded.rows.map((r) => [r.version, r.checksum]))).toEqual(RELEASED);
+    const before = await fingerprint(client);
+
+    const again = await installLakets(client);
+    expect(again.applied).toEqual([]);
+    expect(again.installed).toEqual(Object.keys(RELEASED));
+    expect(await fingerprint(client)).toBe(before);
+
+    const viaCli = await cli(db.url);
+    expect(viaCli.code, viaCli.stderr).toBe(0);
+    expect(viaCli.stdout).toContain('nothing changed');
+    expect(await fingerprint(client)).toBe(before);
+  });
+
+  it('a change to any part of a released migration is refused against its installs, by checksum', async () => {
+    const { client } = await emptyDatabase();
+    await installLakets(client);
+    const before = await fingerprint(client);
+    const fixed = migrationsDir({});
+    appendFileSync(join(fixed, '0001_core', '07_policies.sql'), '-- a fix made in place\n');
+    const changed = loadMigrations(fixed).find((m) => m.version === '0001_core')!;
+    expect(changed.checksum).not.toBe(RELEASED['0001_core']);
+    const error = await expectError(
+      () => installLakets(client, loadMigrations(fixed)),
+      'installed migration 0001_core differs from this package',
+    );
+    expect(error).toBeInstanceOf(InstallRefused);
+    expect(await fingerprint(client)).toBe(before);
+  });
+});
+
+describe('loadMigrations', () => {
+  it('joins a folder with nothing between its parts, and takes a single file as it is', () => {
+    const dir = migrationsDir(
+      {
+        '0001_a/02_second.sql': 'SELECT 2;\n',
+        '0001_a/01_first.sql': 'SELECT 1;\n',
+        '0002_b.sql': 'SELECT 3;',
+      },
+      { withPackaged: false },
+    );
+    expect(loadMigrations(dir).map(({ version, parts, sql }) => ({ version, parts, sql }))).toEqual([
+      {
+        version: '0001_a',
+        parts: ['0001_a/01_first.sql', '0001_a/02_second.sql'],
+        sql: 'SELECT 1;\nSELECT 2;\n',
+      },
+      { version: '0002_b', parts: ['0002_b.sql'], sql: 'SELECT 3;' },
+    ]);
+  });
+
+  it.each([
+    [{ '0001_a/01_x.sql': 'SELECT 1;\n', '0001_a/notes.txt': '' }, 'holds "notes.txt", which is not a part'],
+    [{ '0001_a/01_x.sql': 'SELECT 1;\n', '0001_a/01_y.sql': 'SELECT 2;\n' }, 'two parts numbered 01'],
+    [{ '0001_a/01_x.sql': 'SELECT 1;\n', '0001_a.sql': 'SELECT 1;\n' }, 'both a folder and a file'],
+    [
+      { '0001_a/01_x.sql': 'SELECT 1;', '0001_a/02_y.sql': 'SELECT 2;\n' },
+      '0001_a/01_x.sql does not end with a newline',
+    ],
+  ])('refuses an ambiguous layout: %o', (files, message) => {
+    const dir = migrationsDir(files, { withPackaged: false });
+    expect(() => loadMigrations(dir)).toThrow(MigrationLayoutError);
+    expect(() => loadMigrations(dir)).toThrow(message);
+  });
+
+  it('refuses a migration folder without parts', () => {
+    const dir = migrationsDir({}, { withPackaged: false });
+    mkdirSync(join(dir, '0001_a'));
+    expect(() => loadMigrations(dir)).toThrow('migration 0001_a has no parts');
   });
 });
