@@ -2,7 +2,8 @@
 // EventBridge Scheduler, or an empty `{}` from a bare `aws lambda invoke`) runs the job with
 // defaults; anything else is a manual payload, validated strictly: an unknown field or a wrong
 // type is an error and nothing runs.
-import type { JobName, JobOptions, TableRef } from './types.ts';
+import type { JobName, PayloadField } from './spec.ts';
+import type { JobOptions, TableRef } from './types.ts';
 
 export class PayloadError extends Error {
   override name = 'PayloadError';
@@ -17,13 +18,6 @@ export class PayloadError extends Error {
     );
   }
 }
-
-const FIELDS: Record<JobName, readonly string[]> = {
-  'partition-manager': ['dryRun', 'tables', 'check'],
-  tiering: ['dryRun', 'tables', 'check'],
-  retention: ['dryRun', 'tables', 'force', 'check'],
-  'rollup-refresh': ['dryRun', 'rollup', 'check'],
-};
 
 const SCHEDULER_FIELDS = new Set(['source', 'scheduleArn', 'scheduledTime', 'executionId', 'attemptNumber']);
 // The envelope of an EventBridge event: any other key is an option, so the event is not a plain
@@ -52,7 +46,13 @@ function isScheduled(event: Record<string, unknown>): boolean {
   );
 }
 
-export function parseInvocation(job: JobName, event: unknown): JobOptions {
+/** The payload a job takes: its name and its fields (from the job's definition). */
+export interface PayloadSpec {
+  readonly name: JobName;
+  readonly payload: readonly PayloadField[];
+}
+
+export function parseInvocation(job: PayloadSpec, event: unknown): JobOptions {
   const defaults: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
   if (event === undefined || event === null) return defaults;
   if (typeof event !== 'object' || Array.isArray(event)) {
@@ -61,11 +61,11 @@ export function parseInvocation(job: JobName, event: unknown): JobOptions {
   const payload = event as Record<string, unknown>;
   if (Object.keys(payload).length === 0 || isScheduled(payload)) return defaults;
 
-  const allowed = FIELDS[job];
+  const allowed: readonly string[] = job.payload;
   const unknown = Object.keys(payload).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) {
     throw new PayloadError(
-      `unknown field ${JSON.stringify(truncate(unknown[0] ?? ''))} in the ${job} payload; allowed: ${allowed.join(', ')}`,
+      `unknown field ${JSON.stringify(truncate(unknown[0] ?? ''))} in the ${job.name} payload; allowed: ${allowed.join(', ')}`,
     );
   }
   const options: JobOptions = { ...defaults, trigger: 'manual' };

@@ -5,9 +5,9 @@
 // NOTICEs are kept as evidence only. A synced table whose Sync state the role cannot read carries a
 // SyncStateUnreadable warning. Stamps last_run_at on every tiering-kind policy of a table once it has been evaluated (the
 // public job stamps only 'tiering', and only when there were candidates).
-import { mayStart } from './budget.ts';
+import { attempt } from './attempt.ts';
+import { countItems, defineJob } from './definition.ts';
 import { errorLine } from './errors.ts';
-import { withNotices } from './notices.ts';
 import {
   notDurableReason,
   readChunks,
@@ -18,6 +18,7 @@ import {
   shadowSql,
   shadowState,
   syncAccess,
+  unreadableItems,
 } from './sync-state.ts';
 import { type ChronoTable, policyTables } from './targets.ts';
 import type { ItemResult, JobContext, JobLogic } from './types.ts';
@@ -61,7 +62,7 @@ async function evaluate(
   return new Map(rows.map((r) => [r.id, { shadow: shadowState(r, access), candidates: r.candidates }]));
 }
 
-export const tiering: JobLogic = async (ctx) => {
+const run: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
   const tables = await policyTables(ctx, KINDS, items);
   const access = await syncAccess(ctx.db);
@@ -78,14 +79,22 @@ export const tiering: JobLogic = async (ctx) => {
   const evaluated: number[] = [];
   const attempts: Attempt[] = [];
   for (const t of tables) {
-    if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
-    try {
-      const evaluation = batch?.get(t.id) ?? (await evaluate(ctx.db, access, [t.id])).get(t.id);
+    let evaluation: Evaluation | undefined;
+    const table = await attempt(ctx, items, { kind: 'table', name: t.name }, async () => {
+      evaluation = batch?.get(t.id) ?? (await evaluate(ctx.db, access, [t.id])).get(t.id);
       if (!evaluation) throw new Error(`${t.name} is no longer a ChronoTable`);
-      attempts.push(...(await tierTable(ctx, t, evaluation, items)));
-      evaluated.push(t.id);
-    } catch (error) {
-      items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
+      return tableItems(t, evaluation);
+    });
+    if (!evaluation || table?.[0]?.outcome === 'failed') continue;
+    evaluated.push(t.id);
+    for (const c of evaluation.candidates) {
+      const chunk = await attempt(ctx, items, { kind: 'chunk', name: c.name }, () =>
+        tierChunk(ctx, evaluation as Evaluation, c),
+      );
+      const item = chunk?.[0];
+      if (!ctx.options.dryRun && item?.outcome === 'deferred') {
+        attempts.push({ table: t.id, chunk: c, before: evaluation.shadow, item });
+      }
     }
   }
   await settle(ctx.db, access, attempts);
@@ -116,19 +125,12 @@ interface Attempt {
   chunk: Candidate;
   /** Lakehouse Sync's state for the shadow before the call. */
   before: ShadowState;
-  notices: string[];
-  durationMs: number;
   /** Its report item, settled from the state read after all the calls. */
   item: ItemResult;
 }
 
-/** Calls tier_chunk for each candidate; returns the calls made, their items still to settle. */
-async function tierTable(
-  { db, options, budget }: JobContext,
-  t: ChronoTable,
-  { shadow, candidates }: Evaluation,
-  items: ItemResult[],
-): Promise<Attempt[]> {
+/** The table's own item, when it has something to say: no candidates, or a Sync state it cannot read. */
+function tableItems(t: ChronoTable, { shadow, candidates }: Evaluation): ItemResult[] {
   // Nothing can be proven for a synced table whose Sync state this role cannot read: say so once.
   const warning = shadow.unreadable
     ? {
@@ -137,52 +139,43 @@ async function tierTable(
       }
     : undefined;
   if (candidates.length === 0) {
-    items.push({
-      kind: 'table',
-      name: t.name,
-      outcome: 'unchanged',
-      count: 0,
-      reason:
-        shadow.reason === null
-          ? 'no active chunk is older than the tiering policy'
-          : `${shadow.reason}: nothing can be proven durable (fail-closed)`,
-      ...(warning ? { warning } : {}),
-    });
-    return [];
+    return [
+      {
+        kind: 'table',
+        name: t.name,
+        outcome: 'unchanged',
+        count: 0,
+        reason:
+          shadow.reason === null
+            ? 'no active chunk is older than the tiering policy'
+            : `${shadow.reason}: nothing can be proven durable (fail-closed)`,
+        ...(warning ? { warning } : {}),
+      },
+    ];
   }
-  if (warning) items.push({ kind: 'table', name: t.name, outcome: 'unchanged', count: 0, warning });
-  const attempts: Attempt[] = [];
-  for (const c of candidates) {
-    if (!mayStart(budget, items, 'chunk', c.name)) continue;
-    if (options.dryRun) {
-      const reason = notDurableReason(shadow, c.last_write_lsn);
-      items.push({
-        kind: 'chunk',
-        name: c.name,
-        outcome: reason === null ? 'would-tier' : 'deferred',
-        ...(reason === null ? {} : { reason }),
-      });
-      continue;
-    }
-    const started = Date.now();
-    try {
-      const { notices } = await withNotices(db, () => db.query('SELECT lakets.tier_chunk($1)', [c.name]));
-      const item: ItemResult = { kind: 'chunk', name: c.name, outcome: 'deferred' };
-      attempts.push({
-        table: t.id,
-        chunk: c,
-        before: shadow,
-        notices,
-        durationMs: Date.now() - started,
-        item,
-      });
-      items.push(item);
-    } catch (error) {
-      items.push({ kind: 'chunk', name: c.name, outcome: 'failed', reason: errorLine(error) });
-    }
-    budget.spent(Date.now() - started);
+  return warning ? [{ kind: 'table', name: t.name, outcome: 'unchanged', count: 0, warning }] : [];
+}
+
+/**
+ * One candidate: in a dry run, whether it would be tiered; else tier_chunk, its outcome left
+ * `deferred` until settle() reads the chunk's state after all the calls.
+ */
+async function tierChunk(
+  { db, options }: JobContext,
+  { shadow }: Evaluation,
+  c: Candidate,
+): Promise<ItemResult> {
+  if (options.dryRun) {
+    const reason = notDurableReason(shadow, c.last_write_lsn);
+    return {
+      kind: 'chunk',
+      name: c.name,
+      outcome: reason === null ? 'would-tier' : 'deferred',
+      ...(reason === null ? {} : { reason }),
+    };
   }
-  return attempts;
+  await db.query('SELECT lakets.tier_chunk($1)', [c.name]);
+  return { kind: 'chunk', name: c.name, outcome: 'deferred' };
 }
 
 /**
@@ -203,7 +196,6 @@ async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attemp
     for (const a of attempts) {
       const chunk = now.get(a.chunk.id);
       const item = a.item;
-      Object.assign(item, { durationMs: a.durationMs }, a.notices.length > 0 ? { notices: a.notices } : {});
       if (chunk?.status === 'tiered') {
         item.outcome = 'tiered';
       } else if (!chunk) {
@@ -226,3 +218,48 @@ async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attemp
     for (const a of attempts) Object.assign(a.item, { outcome: 'failed', reason: why });
   }
 }
+
+export const tiering = defineJob({
+  name: 'tiering',
+  title: 'Tiering',
+  summary: 'Flags cold chunks that are durable in Unity Catalog as tiered',
+  schedule: 'cron(0 2 * * ? *)',
+  periodMinutes: 24 * 60,
+  timeoutMinutes: 15,
+  // 2 h + 2 h + 15 min of a day. A late Tiering may overlap Retention (03:00): safe, Retention is gated
+  // on UC durability itself and defers what is not yet durable to the next day.
+  delivery: {
+    schedulerMaxEventAgeMinutes: 120,
+    schedulerRetryAttempts: 20,
+    lambdaMaxEventAgeMinutes: 120,
+    lambdaRetryAttempts: 2,
+  },
+  payload: ['dryRun', 'tables', 'check'],
+  lockKey: 2,
+  run,
+  totals: (items) => ({
+    chunksTiered: countItems(items, 'chunk', 'tiered'),
+    chunksDeferred: countItems(items, 'chunk', 'deferred'),
+    syncStateUnreadable: unreadableItems(items),
+  }),
+  emits: [
+    { name: 'ChunksTiered', value: (t) => t.chunksTiered },
+    { name: 'ChunksTieringDeferred', value: (t) => t.chunksDeferred },
+    { name: 'SyncStateUnreadable', value: (t) => t.syncStateUnreadable, dryRunToo: true },
+  ],
+  counted: 'chunks tiered',
+  needs: {
+    functions: [
+      ['_get_chunks_to_tier', 'text, text'],
+      ['tier_chunk', 'text'],
+      ['_cdf_committed_lsn', 'text'],
+    ],
+    tables: [
+      ['_chronotable_registry', ['SELECT']],
+      ['_chunk_metadata', ['SELECT', 'UPDATE']],
+      ['_policy_registry', ['SELECT', 'UPDATE']],
+    ],
+    chronoTables: true,
+    syncState: true,
+  },
+});

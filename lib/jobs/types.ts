@@ -1,5 +1,5 @@
 // The shapes every job shares: what a run is asked to do, and the report it returns.
-import type { JobName } from './catalog.ts';
+import type { JobName } from './spec.ts';
 
 export type { JobName };
 

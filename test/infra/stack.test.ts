@@ -2,7 +2,8 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { missedRunWindow } from '../../infra/monitoring.ts';
-import { JOB_NAMES, JOBS, METRIC_NAMES, METRICS_NAMESPACE } from '../../lib/jobs/catalog.ts';
+import { JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
+import { METRIC_NAMES, METRICS_NAMESPACE } from '../../lib/jobs/spec.ts';
 import { normaliseTemplate } from './normalise.ts';
 import {
   acknowledgements,

@@ -1,0 +1,45 @@
+// One way to run an item, for every job: the budget's say on starting it, the NOTICEs the server sent
+// while it ran, its time, and its failure as a one-line reason.
+import { itemErrorLine } from './errors.ts';
+import { withNotices } from './notices.ts';
+import type { Budget, ItemResult, Queryable } from './types.ts';
+
+/**
+ * Runs one item and adds what it produced to `items`: `not-started` when the budget leaves no time to
+ * start it (returns undefined); else `run`'s items, the server's NOTICE/WARNING text filed on the first
+ * (evidence for a person); or, when `run` throws, one `failed` item (with `subject`'s fields) naming the
+ * error. The one durationMs rule: the attempt's wall time, start to result — dry runs and failures
+ * included — on its first item, and the same figure is what the budget learns from.
+ */
+export async function attempt(
+  { db, budget }: { db: Queryable; budget: Budget },
+  items: ItemResult[],
+  subject: Pick<ItemResult, 'kind' | 'name'> & Partial<ItemResult>,
+  run: () => Promise<ItemResult | ItemResult[]>,
+): Promise<ItemResult[] | undefined> {
+  if (!budget.canStart()) {
+    items.push({
+      kind: subject.kind,
+      name: subject.name,
+      outcome: 'not-started',
+      reason: 'time budget exhausted',
+    });
+    return undefined;
+  }
+  const started = Date.now();
+  let produced: ItemResult[];
+  try {
+    const { result, notices } = await withNotices(db, run);
+    produced = Array.isArray(result) ? result : [result];
+    const first = produced[0];
+    if (first && notices.length > 0) first.notices = [...(first.notices ?? []), ...notices];
+  } catch (error) {
+    produced = [{ ...subject, outcome: 'failed', reason: await itemErrorLine(db, error) }];
+  }
+  const durationMs = Date.now() - started;
+  const first = produced[0];
+  if (first) first.durationMs = durationMs;
+  budget.spent(durationMs);
+  items.push(...produced);
+  return produced;
+}
