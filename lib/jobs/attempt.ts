@@ -2,17 +2,18 @@
 // while it ran, its time, and its failure as a one-line reason.
 import { itemErrorLine } from './errors.ts';
 import { withNotices } from './notices.ts';
-import type { Budget, ItemResult, Queryable } from './types.ts';
+import type { ItemResult, JobContext } from './types.ts';
 
 /**
  * Runs one item and adds what it produced to `items`: `not-started` when the budget leaves no time to
  * start it (returns undefined); else `run`'s items, the server's NOTICE/WARNING text filed on the first
  * (evidence for a person); or, when `run` throws, one `failed` item (with `subject`'s fields) naming the
- * error. The one durationMs rule: the attempt's wall time, start to result — dry runs and failures
- * included — on its first item, and the same figure is what the budget learns from.
+ * error. The one durationMs rule: a real run's attempt, success or failure, records its wall time (start
+ * to result) on its first item; a dry run records none (it changed nothing, so the time is no item's
+ * cost). The budget learns from every attempt's wall time, dry or not.
  */
 export async function attempt(
-  { db, budget }: { db: Queryable; budget: Budget },
+  { db, budget, options }: JobContext,
   items: ItemResult[],
   subject: Pick<ItemResult, 'kind' | 'name'> & Partial<ItemResult>,
   run: () => Promise<ItemResult | ItemResult[]>,
@@ -38,7 +39,7 @@ export async function attempt(
   }
   const durationMs = Date.now() - started;
   const first = produced[0];
-  if (first) first.durationMs = durationMs;
+  if (first && !options.dryRun) first.durationMs = durationMs;
   budget.spent(durationMs);
   items.push(...produced);
   return produced;

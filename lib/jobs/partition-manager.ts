@@ -92,11 +92,12 @@ async function ensurePartitions(db: Queryable, id: number, grid: ChunkGrid): Pro
   }
 }
 
-const run: JobLogic = async ({ db, options, budget }) => {
+const run: JobLogic = async (ctx) => {
+  const { db, options } = ctx;
   const items: ItemResult[] = [];
   for (const { table: t, grid } of await plan(db, await chronoTables(db, [], options.tables))) {
     const gridNote = grid.offsetSeconds === 0 ? {} : { grid: grid.description };
-    await attempt({ db, budget }, items, { kind: 'table', name: t.name, ...gridNote }, async () => {
+    await attempt(ctx, items, { kind: 'table', name: t.name, ...gridNote }, async () => {
       if (options.dryRun) {
         const { rows } = await db.query<{ missing: number }>(MISSING_SQL, [t.id, grid.origin]);
         const missing = rows[0]?.missing ?? 0;

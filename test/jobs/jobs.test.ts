@@ -434,3 +434,33 @@ describe('runs at once and against the clock', () => {
     expect(await stateFingerprint(admin)).toBe(before);
   });
 });
+
+describe('a missing privilege', () => {
+  it("fails the item with Postgres's message, the role and the grants command (42501)", async () => {
+    await metricsTable(admin, 'priv_pm', 2);
+    const role = `priv_job_${db.name}`;
+    // Everything Partition Manager reads, but no EXECUTE on the function it calls.
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'job-secret';
+      GRANT USAGE ON SCHEMA lakets TO ${role};
+      GRANT SELECT ON ALL TABLES IN SCHEMA lakets TO ${role};
+      REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA lakets FROM PUBLIC;`);
+    const job = await db.connect({ user: role, password: 'job-secret' });
+    try {
+      const report = await runJob(
+        JOBS['partition-manager'],
+        job,
+        manual({ tables: [{ schema: 'public', table: 'priv_pm' }] }),
+        unlimited,
+      );
+      expect(report.status).toBe('failed');
+      expect(report.items).toHaveLength(1);
+      const reason = report.items[0]?.reason ?? '';
+      expect(reason).toContain('permission denied for function _ensure_partitions');
+      expect(reason).toContain(`role "${role}" lacks a privilege`);
+      expect(reason).toContain(`npm run grants -- ${role}`);
+      expect(reason).not.toContain('\n');
+    } finally {
+      await job.end(); // the database is this file's own: the REVOKE needs no undoing
+    }
+  });
+});
