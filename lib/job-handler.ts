@@ -77,7 +77,9 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
     const config = getConfig();
     const connector = getConnector(config, connectorDeps);
     if (options.check) return checkConnection([job], connector, config.kind === 'databricks');
-    const db = await connector.connect({ applicationName: `lakets-${job.name}` });
+    // The run files every NOTICE/WARNING with its item (or the report): the connection's own
+    // notice log line would say each one twice.
+    const db = await connector.connect({ applicationName: `lakets-${job.name}`, onNotice: () => {} });
     try {
       return await runJob(
         job,

@@ -1,7 +1,6 @@
 // One way to run an item, for every job: the budget's say on starting it, the NOTICEs the server sent
 // while it ran, its time, and its failure as a one-line reason.
 import { itemErrorLine } from './errors.ts';
-import { withNotices } from './notices.ts';
 import type { ItemResult, JobContext } from './types.ts';
 
 /**
@@ -13,7 +12,7 @@ import type { ItemResult, JobContext } from './types.ts';
  * cost). The budget learns from every attempt's wall time, dry or not.
  */
 export async function attempt(
-  { db, budget, options }: JobContext,
+  { db, budget, options, notices: log }: JobContext,
   items: ItemResult[],
   subject: Pick<ItemResult, 'kind' | 'name'> & Partial<ItemResult>,
   run: () => Promise<ItemResult | ItemResult[]>,
@@ -28,17 +27,18 @@ export async function attempt(
     return undefined;
   }
   const started = Date.now();
+  const mark = log.mark();
   let produced: ItemResult[];
   try {
-    const { result, notices } = await withNotices(db, run);
+    const result = await run();
     produced = Array.isArray(result) ? result : [result];
-    const first = produced[0];
-    if (first && notices.length > 0) first.notices = [...(first.notices ?? []), ...notices];
   } catch (error) {
     produced = [{ ...subject, outcome: 'failed', reason: await itemErrorLine(db, error) }];
   }
   const durationMs = Date.now() - started;
   const first = produced[0];
+  const notices = log.take(mark);
+  if (first && notices.length > 0) first.notices = [...(first.notices ?? []), ...notices];
   if (first && !options.dryRun) first.durationMs = durationMs;
   budget.spent(durationMs);
   items.push(...produced);

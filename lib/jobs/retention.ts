@@ -8,8 +8,9 @@
 // last_write_lsn and Lakehouse Sync's state for the shadow), and failed otherwise. NOTICE and
 // WARNING text is filed with the chunk it names, as evidence.
 import { attempt } from './attempt.ts';
-import { countItems, defineJob } from './definition.ts';
+import { defineJob } from './definition.ts';
 import { errorLine } from './errors.ts';
+import { DAILY_DELIVERY, gatedParts } from './gated.ts';
 import { noticesNaming } from './notices.ts';
 import {
   notDurableReason,
@@ -21,7 +22,6 @@ import {
   shadowSql,
   shadowState,
   syncAccess,
-  unreadableItems,
 } from './sync-state.ts';
 import { type ChronoTable, policyTables } from './targets.ts';
 import type { ItemResult, ItemWarning, JobContext, JobLogic } from './types.ts';
@@ -258,6 +258,12 @@ function chunkItems(
   return chunks;
 }
 
+const parts = gatedParts(
+  { total: 'chunksDropped', outcome: 'dropped', metric: 'ChunksDropped' },
+  'ChunksRetentionDeferred',
+  [['execute_retention', 'text, text, boolean']],
+);
+
 export const retention = defineJob({
   name: 'retention',
   title: 'Retention',
@@ -265,38 +271,13 @@ export const retention = defineJob({
   schedule: 'cron(0 3 * * ? *)',
   periodMinutes: 24 * 60,
   timeoutMinutes: 15,
-  delivery: {
-    schedulerMaxEventAgeMinutes: 120,
-    schedulerRetryAttempts: 20,
-    lambdaMaxEventAgeMinutes: 120,
-    lambdaRetryAttempts: 2,
-  },
+  delivery: DAILY_DELIVERY,
   payload: ['dryRun', 'tables', 'force', 'check'],
   lockKey: 3,
   run,
-  totals: (items) => ({
-    chunksDropped: countItems(items, 'chunk', 'dropped'),
-    chunksDeferred: countItems(items, 'chunk', 'deferred'),
-    syncStateUnreadable: unreadableItems(items),
-  }),
-  emits: [
-    { name: 'ChunksDropped', value: (t) => t.chunksDropped },
-    { name: 'ChunksRetentionDeferred', value: (t) => t.chunksDeferred },
-    { name: 'SyncStateUnreadable', value: (t) => t.syncStateUnreadable, dryRunToo: true },
-  ],
+  totals: parts.totals,
+  emits: parts.emits,
   counted: 'chunks dropped',
-  needs: {
-    functions: [
-      ['execute_retention', 'text, text, boolean'],
-      ['_cdf_committed_lsn', 'text'],
-    ],
-    tables: [
-      ['_chronotable_registry', ['SELECT']],
-      ['_chunk_metadata', ['SELECT', 'UPDATE']],
-      ['_policy_registry', ['SELECT', 'UPDATE']],
-    ],
-    chronoTables: true,
-    partitionDdl: true,
-    syncState: true,
-  },
+  // Behind execute_retention, LakeTS drops partitions.
+  needs: { ...parts.needs, partitionDdl: true },
 });

@@ -2,6 +2,7 @@
 // report with its status and totals. The handler, the CLI, the demo and the tests all call this.
 import type { Job } from './definition.ts';
 import { errorLine } from './errors.ts';
+import { type NoticeLog, noticeLog } from './notices.ts';
 import { PayloadError } from './payload.ts';
 import type { Budget, ItemResult, JobOptions, JobReport, Queryable, RunStatus } from './types.ts';
 
@@ -16,8 +17,10 @@ export async function runJob(
   budget: Budget,
 ): Promise<JobReport> {
   const started = new Date();
+  const notices: NoticeLog = noticeLog(db);
   const finish = (status: RunStatus, items: ItemResult[], reason?: string): JobReport => {
     const finished = new Date();
+    const unfiled = notices.unfiled();
     const left = items.filter((i) => i.outcome === 'not-started').map((i) => i.name);
     const warnings = [...new Set(items.flatMap((i) => (i.warning ? [i.warning.message] : [])))];
     return {
@@ -38,9 +41,26 @@ export async function runJob(
       },
       ...(left.length > 0 ? { leftForNextRun: left } : {}),
       ...(warnings.length > 0 ? { warnings } : {}),
+      ...(unfiled.length > 0 ? { notices: unfiled } : {}),
     };
   };
 
+  try {
+    return await locked(job, db, options, budget, notices, finish);
+  } finally {
+    notices.close();
+  }
+}
+
+/** The run under the job lock (none for a dry run). */
+async function locked(
+  job: Job,
+  db: Queryable,
+  options: JobOptions,
+  budget: Budget,
+  notices: NoticeLog,
+  finish: (status: RunStatus, items: ItemResult[], reason?: string) => JobReport,
+): Promise<JobReport> {
   // A dry run changes nothing, so it neither needs nor blocks the lock.
   if (!options.dryRun) {
     const { rows } = await db.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS locked', [
@@ -56,7 +76,7 @@ export async function runJob(
     }
   }
   try {
-    const items = await job.run({ db, options, budget });
+    const items = await job.run({ db, options, budget, notices });
     return finish(statusOf(items, options.dryRun), items);
   } catch (error) {
     if (error instanceof PayloadError) throw error;

@@ -6,20 +6,10 @@
 // SyncStateUnreadable warning. Stamps last_run_at on every tiering-kind policy of a table once it has been evaluated (the
 // public job stamps only 'tiering', and only when there were candidates).
 import { attempt } from './attempt.ts';
-import { countItems, defineJob } from './definition.ts';
+import { defineJob } from './definition.ts';
 import { errorLine } from './errors.ts';
-import {
-  notDurableReason,
-  readChunks,
-  readShadows,
-  type ShadowRow,
-  type ShadowState,
-  type SyncAccess,
-  shadowSql,
-  shadowState,
-  syncAccess,
-  unreadableItems,
-} from './sync-state.ts';
+import { DAILY_DELIVERY, gatedParts } from './gated.ts';
+import * as sync from './sync-state.ts';
 import { type ChronoTable, policyTables } from './targets.ts';
 import type { ItemResult, JobContext, JobLogic } from './types.ts';
 
@@ -32,14 +22,14 @@ interface Candidate {
 }
 
 interface Evaluation {
-  shadow: ShadowState;
+  shadow: sync.ShadowState;
   candidates: Candidate[];
 }
 
 // Every table's candidates and its shadow's state in one round trip (a job over 1,000 tables is
 // then as cheap as the same calls from one psql session); per table only when the batch fails.
-function evaluateSql(access: SyncAccess): string {
-  const { joins, columns } = shadowSql(access);
+function evaluateSql(access: sync.SyncAccess): string {
+  const { joins, columns } = sync.shadowSql(access);
   return `
   SELECT r.id, r.shadow_table_name, ${columns},
          coalesce((SELECT json_agg(json_build_object(
@@ -51,21 +41,21 @@ function evaluateSql(access: SyncAccess): string {
    WHERE r.id = ANY ($1::int[])`;
 }
 
-type EvaluationRow = ShadowRow & { id: number; candidates: Candidate[] };
+type EvaluationRow = sync.ShadowRow & { id: number; candidates: Candidate[] };
 
 async function evaluate(
   db: JobContext['db'],
-  access: SyncAccess,
+  access: sync.SyncAccess,
   ids: number[],
 ): Promise<Map<number, Evaluation>> {
   const { rows } = await db.query<EvaluationRow>(evaluateSql(access), [ids]);
-  return new Map(rows.map((r) => [r.id, { shadow: shadowState(r, access), candidates: r.candidates }]));
+  return new Map(rows.map((r) => [r.id, { shadow: sync.shadowState(r, access), candidates: r.candidates }]));
 }
 
 const run: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
   const tables = await policyTables(ctx, KINDS, items);
-  const access = await syncAccess(ctx.db);
+  const access = await sync.syncAccess(ctx.db);
   let batch: Map<number, Evaluation> | undefined;
   try {
     batch = await evaluate(
@@ -124,7 +114,7 @@ interface Attempt {
   table: number;
   chunk: Candidate;
   /** Lakehouse Sync's state for the shadow before the call. */
-  before: ShadowState;
+  before: sync.ShadowState;
   /** Its report item, settled from the state read after all the calls. */
   item: ItemResult;
 }
@@ -166,7 +156,7 @@ async function tierChunk(
   c: Candidate,
 ): Promise<ItemResult> {
   if (options.dryRun) {
-    const reason = notDurableReason(shadow, c.last_write_lsn);
+    const reason = sync.notDurableReason(shadow, c.last_write_lsn);
     return {
       kind: 'chunk',
       name: c.name,
@@ -183,16 +173,18 @@ async function tierChunk(
  * deferral's reason from its last_write_lsn and Lakehouse Sync's state (read only for the tables
  * with a chunk left active).
  */
-async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attempt[]): Promise<void> {
+async function settle(db: JobContext['db'], access: sync.SyncAccess, attempts: Attempt[]): Promise<void> {
   if (attempts.length === 0) return;
   try {
-    const now = await readChunks(
+    const now = await sync.readChunks(
       db,
       attempts.map((a) => a.chunk.id),
     );
     const left = attempts.filter((a) => now.get(a.chunk.id)?.status === 'active');
     const shadows =
-      left.length > 0 ? await readShadows(db, access, [...new Set(left.map((a) => a.table))]) : new Map();
+      left.length > 0
+        ? await sync.readShadows(db, access, [...new Set(left.map((a) => a.table))])
+        : new Map();
     for (const a of attempts) {
       const chunk = now.get(a.chunk.id);
       const item = a.item;
@@ -205,10 +197,10 @@ async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attemp
         item.outcome = 'skipped';
         item.reason = `status is ${chunk.status}, only active chunks are tiered`;
       } else {
-        const after: ShadowState | undefined = shadows.get(a.table);
+        const after: sync.ShadowState | undefined = shadows.get(a.table);
         item.reason =
-          (after ? notDurableReason(after, chunk.last_write_lsn) : null) ??
-          notDurableReason(a.before, a.chunk.last_write_lsn) ??
+          (after ? sync.notDurableReason(after, chunk.last_write_lsn) : null) ??
+          sync.notDurableReason(a.before, a.chunk.last_write_lsn) ??
           "tier_chunk left it active although Lakehouse Sync's state read before and after proves it durable (it changed during the call?); the next run retries";
       }
     }
@@ -219,6 +211,15 @@ async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attemp
   }
 }
 
+const parts = gatedParts(
+  { total: 'chunksTiered', outcome: 'tiered', metric: 'ChunksTiered' },
+  'ChunksTieringDeferred',
+  [
+    ['_get_chunks_to_tier', 'text, text'],
+    ['tier_chunk', 'text'],
+  ],
+);
+
 export const tiering = defineJob({
   name: 'tiering',
   title: 'Tiering',
@@ -226,40 +227,14 @@ export const tiering = defineJob({
   schedule: 'cron(0 2 * * ? *)',
   periodMinutes: 24 * 60,
   timeoutMinutes: 15,
-  // 2 h + 2 h + 15 min of a day. A late Tiering may overlap Retention (03:00): safe, Retention is gated
-  // on UC durability itself and defers what is not yet durable to the next day.
-  delivery: {
-    schedulerMaxEventAgeMinutes: 120,
-    schedulerRetryAttempts: 20,
-    lambdaMaxEventAgeMinutes: 120,
-    lambdaRetryAttempts: 2,
-  },
+  // A late Tiering may overlap Retention (03:00): safe, Retention is gated on UC durability itself
+  // and defers what is not yet durable to the next day.
+  delivery: DAILY_DELIVERY,
   payload: ['dryRun', 'tables', 'check'],
   lockKey: 2,
   run,
-  totals: (items) => ({
-    chunksTiered: countItems(items, 'chunk', 'tiered'),
-    chunksDeferred: countItems(items, 'chunk', 'deferred'),
-    syncStateUnreadable: unreadableItems(items),
-  }),
-  emits: [
-    { name: 'ChunksTiered', value: (t) => t.chunksTiered },
-    { name: 'ChunksTieringDeferred', value: (t) => t.chunksDeferred },
-    { name: 'SyncStateUnreadable', value: (t) => t.syncStateUnreadable, dryRunToo: true },
-  ],
+  totals: parts.totals,
+  emits: parts.emits,
   counted: 'chunks tiered',
-  needs: {
-    functions: [
-      ['_get_chunks_to_tier', 'text, text'],
-      ['tier_chunk', 'text'],
-      ['_cdf_committed_lsn', 'text'],
-    ],
-    tables: [
-      ['_chronotable_registry', ['SELECT']],
-      ['_chunk_metadata', ['SELECT', 'UPDATE']],
-      ['_policy_registry', ['SELECT', 'UPDATE']],
-    ],
-    chronoTables: true,
-    syncState: true,
-  },
+  needs: parts.needs,
 });
