@@ -135,6 +135,11 @@ describe('scheduled runs through the Databricks path', () => {
     const deferred = tiering.items.find((i) => i.name === late);
     expect(deferred).toMatchObject({ outcome: 'deferred' });
     expect(deferred?.reason).toMatch(/behind the chunk's last_write_lsn/);
+    // LakeTS's deferral NOTICE is filed with its item, and logged with it.
+    expect(deferred?.notices).toEqual([expect.stringContaining(`tiering deferred chunk ${late}`)]);
+    expect(output.filter((line) => line.includes(`tiering deferred chunk ${late}`)).length).toBeGreaterThan(
+      0,
+    );
     expect(lastMetrics('tiering')).toMatchObject({
       ChunksTiered: tiering.totals['chunksTiered'],
       ChunksTieringDeferred: 1,
