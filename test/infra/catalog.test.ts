@@ -63,6 +63,24 @@ describe('job catalog', () => {
     }
   });
 
+  it('the job definitions import no package at all (infra/ and the handlers both load them)', () => {
+    // Every module the catalogue reaches, through relative imports (type-only ones included).
+    const seen = new Set<string>();
+    const packages = new Set<string>();
+    const visit = (url: URL) => {
+      if (seen.has(url.href)) return;
+      seen.add(url.href);
+      const source = readFileSync(url, 'utf8');
+      for (const [, spec] of source.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gms)) {
+        if (spec?.startsWith('.')) visit(new URL(spec, url));
+        else packages.add(`${spec} (in ${url.pathname})`);
+      }
+    };
+    visit(new URL('../../lib/jobs/catalog.ts', import.meta.url));
+    expect(seen.size).toBeGreaterThan(10);
+    expect([...packages]).toEqual([]);
+  });
+
   it('the job spec vocabulary is dependency-free, so handler code can import it', () => {
     const source = readFileSync(new URL('../../lib/jobs/spec.ts', import.meta.url), 'utf8');
     expect(source).not.toMatch(/^\s*import\s/m);
