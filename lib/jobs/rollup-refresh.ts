@@ -27,13 +27,18 @@ interface Node {
 
 export const CYCLE_MESSAGE = 'Circular dependency detected in RollUp DAG';
 
+/** What ordering needs of a RollUp (the DAG check has no refresh times: all count as never refreshed). */
+type Ordered = Pick<Node, 'id' | 'name' | 'depends_on'> & { last_refreshed_at?: string | null };
+
 /** Least recently refreshed first (never refreshed first), then by name. */
-function urgency(a: Node, b: Node): number {
-  if (a.last_refreshed_at !== b.last_refreshed_at) {
-    if (a.last_refreshed_at === null) return -1;
-    if (b.last_refreshed_at === null) return 1;
+function urgency(a: Ordered, b: Ordered): number {
+  const x = a.last_refreshed_at ?? null;
+  const y = b.last_refreshed_at ?? null;
+  if (x !== y) {
+    if (x === null) return -1;
+    if (y === null) return 1;
     // Same session, same (UTC) rendering: the text orders as the time does.
-    return a.last_refreshed_at < b.last_refreshed_at ? -1 : 1;
+    return x < y ? -1 : 1;
   }
   return a.name.localeCompare(b.name);
 }
@@ -44,7 +49,7 @@ function urgency(a: Node, b: Node): number {
  * refreshed first. A run cut short by its deadline leaves the ones it refreshed stamped, so the
  * next run starts with the ones it did not reach.
  */
-export function refreshOrder(nodes: Node[], root?: string): { order: Node[]; cyclic: Node[] } {
+export function refreshOrder<N extends Ordered>(nodes: N[], root?: string): { order: N[]; cyclic: N[] } {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   let scope = nodes;
   if (root !== undefined) {
@@ -63,7 +68,7 @@ export function refreshOrder(nodes: Node[], root?: string): { order: Node[]; cyc
   }
   const inScope = new Set(scope.map((n) => n.id));
   const done = new Set<number>();
-  const order: Node[] = [];
+  const order: N[] = [];
   for (;;) {
     const ready = scope.filter(
       (n) => !done.has(n.id) && n.depends_on.every((d) => done.has(d) || !inScope.has(d)),
@@ -149,25 +154,13 @@ function skipReason(n: Node, moved: boolean, exists: boolean): string {
   return 'not refreshed although refresh_lag had passed: refresh_rollup declined (another session was refreshing it, for one); the next run retries';
 }
 
-/** The names of RollUps on a dependency cycle (Kahn: what cannot be ordered), or none. */
+/** The names of RollUps on (or behind) a dependency cycle, or none: what refreshOrder cannot order. */
 export function findCycle(
   rollups: Array<{ id: number; name: string; depends_on: number[] | null }>,
 ): string[] {
-  const ids = new Set(rollups.map((r) => r.id));
-  const pending = new Map(
-    rollups.map((r) => [r.id, new Set((r.depends_on ?? []).filter((d) => ids.has(d)))]),
+  return refreshOrder(rollups.map((r) => ({ ...r, depends_on: r.depends_on ?? [] }))).cyclic.map(
+    (r) => r.name,
   );
-  let progress = true;
-  while (progress) {
-    progress = false;
-    for (const [id, deps] of pending) {
-      if ([...deps].every((d) => !pending.has(d))) {
-        pending.delete(id);
-        progress = true;
-      }
-    }
-  }
-  return rollups.filter((r) => pending.has(r.id)).map((r) => r.name);
 }
 
 /** The RollUp DAG: no cycle, and no dependency on a RollUp that does not exist. */
