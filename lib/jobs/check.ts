@@ -2,8 +2,9 @@
 // connection the job would use, it checks item by item what the job needs and says how to fix what
 // is missing: login and TLS, the LakeTS version, EXECUTE on each function the job calls, ownership for
 // partition DDL, USAGE on each schema, read access to Lakehouse Sync's state and each shadow's
-// status, chunk grids and RollUp DAG cycles. Privileges are read from the catalogs (pg_namespace,
-// pg_class, pg_proc), never probed through to_regclass, which raises without schema USAGE.
+// status, and each job's own checks (chunk grids, RollUp DAG cycles). What a job needs comes from its
+// definition (JobNeeds), so a handler's check holds no other job. Privileges are read from the catalogs
+// (pg_namespace, pg_class, pg_proc), never probed through to_regclass, which raises without schema USAGE.
 import { errorLine } from './errors.ts';
 import { OWNED_RELATIONS_SQL } from './owners.ts';
 import type { JobName, Queryable } from './types.ts';

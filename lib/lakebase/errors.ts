@@ -118,7 +118,8 @@ export function explainPostgresError(error: unknown, role: string): unknown {
     // The server message names the object, e.g. `permission denied for table metrics`.
     return new LakebaseError(
       'PG_PRIVILEGE_MISSING',
-      `role "${role}" lacks a privilege: ${describeError(error)} (42501): ${GRANTS_FIX(role)}`,
+      // "(SQLSTATE 42501)" as every other Postgres error line has it: what an operator searches for.
+      `role "${role}" lacks a privilege: ${describeError(error)} (SQLSTATE 42501): ${GRANTS_FIX(role)}`,
       { pgCode: '42501' },
     );
   }

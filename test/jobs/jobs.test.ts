@@ -455,7 +455,7 @@ describe('a missing privilege', () => {
       expect(report.status).toBe('failed');
       expect(report.items).toHaveLength(1);
       const reason = report.items[0]?.reason ?? '';
-      expect(reason).toContain('permission denied for function _ensure_partitions');
+      expect(reason).toContain('permission denied for function _ensure_partitions (SQLSTATE 42501)');
       expect(reason).toContain(`role "${role}" lacks a privilege`);
       expect(reason).toContain(`npm run grants -- ${role}`);
       expect(reason).not.toContain('\n');
