@@ -12,6 +12,10 @@ export type { JobName };
 /** In schedule order: the order of the stack's functions, the dashboard's rows and npm run check's items. */
 export const JOB_LIST = [partitionManager, tiering, retention, rollupRefresh] as const;
 
+// Compile-time: the list holds a definition for every JobName (it cannot hold a name that is not one).
+const everyNameListed: [JobName] extends [(typeof JOB_LIST)[number]['name']] ? true : never = true;
+void everyNameListed;
+
 export const JOB_NAMES: readonly JobName[] = JOB_LIST.map((j) => j.name);
 
 /** The definitions by name. */
