@@ -17,7 +17,7 @@ import { startFakeSecretsManager } from '../dev/fake-secrets-manager.ts';
 import { lambdaContext, schedulerEvent } from '../dev/lambda-context.ts';
 import { createDatabase } from '../dev/local-postgres.ts';
 import { grantStatements } from '../lib/grants.ts';
-import { JOB_NAMES, JOBS, type JobName } from '../lib/jobs/catalog.ts';
+import { JOB_NAMES, JOBS, type JobName, jobNamed } from '../lib/jobs/catalog.ts';
 import type { JobReport } from '../lib/jobs/types.ts';
 import { installLakets } from '../lib/schema/installer.ts';
 import {
@@ -108,7 +108,7 @@ async function runJobProcess(ctx: BenchContext, job: JobName, database: string, 
       now: () => Date.now() + offsetMs,
     };
     const { makeHandler, JobFailed, jobReport } = await import('../lib/job-handler.ts');
-    const handler = makeHandler(job, { connector: deps });
+    const handler = makeHandler(jobNamed(job), { connector: deps });
 
     const invoke = async (): Promise<Counts> => {
       const before = new Map(ROUTES.map((r) => [r, fake.count(r)]));

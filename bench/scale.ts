@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { lambdaContext, schedulerEvent } from '../dev/lambda-context.ts';
 import { createDatabase } from '../dev/local-postgres.ts';
+import { jobNamed } from '../lib/jobs/catalog.ts';
 import type { JobName, JobReport } from '../lib/jobs/types.ts';
 import { installLakets } from '../lib/schema/installer.ts';
 import {
@@ -155,7 +156,7 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
     process.env['POWERTOOLS_METRICS_NAMESPACE'] = 'LakeTS';
     const { makeHandler, JobFailed, jobReport } = await import('../lib/job-handler.ts');
     const jobs: JobName[] = ['partition-manager', 'tiering', 'retention', 'rollup-refresh'];
-    const handlers = new Map(jobs.map((j) => [j, makeHandler(j)]));
+    const handlers = new Map(jobs.map((j) => [j, makeHandler(jobNamed(j))]));
     const invoke = async (job: JobName): Promise<JobReport> => {
       try {
         return jobReport(

@@ -1,12 +1,6 @@
 // Renders a job report as text tables for people (the demo); `npm run invoke` prints JSON instead.
+import { jobNamed } from '../lib/jobs/catalog.ts';
 import type { ItemResult, JobReport } from '../lib/jobs/types.ts';
-
-const TITLES: Record<JobReport['job'], string> = {
-  'partition-manager': 'Partition Manager',
-  tiering: 'Tiering',
-  retention: 'Retention',
-  'rollup-refresh': 'RollUp Refresh',
-};
 
 export function table(headers: string[], rows: string[][], maxWidth = 96): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -46,31 +40,25 @@ function wrap(text: string, width: number): string[] {
   return lines;
 }
 
-const COUNTED: Record<JobReport['job'], string> = {
-  'partition-manager': 'partitions created',
-  tiering: 'chunks tiered',
-  retention: 'chunks dropped',
-  'rollup-refresh': 'refreshed',
-};
-
-function detail(job: JobReport['job'], item: ItemResult): string {
+function detail(counted: string, item: ItemResult): string {
   const parts: string[] = [];
   if (item.count !== undefined)
-    parts.push(`${item.count} ${item.outcome.startsWith('would-') ? 'would be ' : ''}${COUNTED[job]}`);
+    parts.push(`${item.count} ${item.outcome.startsWith('would-') ? 'would be ' : ''}${counted}`);
   if (item.reason) parts.push(item.reason);
   return parts.join(': ');
 }
 
 export function formatReport(report: JobReport): string {
+  const job = jobNamed(report.job);
   const totals = Object.entries(report.totals)
     .filter(([k, v]) => v > 0 && k !== 'items')
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  const title = `${TITLES[report.job]}: ${report.status} in ${report.durationMs} ms${totals ? ` (${totals})` : ''}`;
+  const title = `${job.title}: ${report.status} in ${report.durationMs} ms${totals ? ` (${totals})` : ''}`;
   const head = [title, ...(report.warnings ?? []).map((w) => `  warning: ${w}`)].join('\n');
   if (report.items.length === 0) return `${head}\n  ${report.reason ?? 'nothing to do'}`;
   return `${head}\n${table(
     ['item', 'outcome', 'detail'],
-    report.items.map((i) => [`${i.kind} ${i.name}`, i.outcome, detail(report.job, i)]),
+    report.items.map((i) => [`${i.kind} ${i.name}`, i.outcome, detail(job.counted, i)]),
   )}`;
 }

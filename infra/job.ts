@@ -12,7 +12,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { type JobSpec, METRICS_NAMESPACE } from '../lib/jobs/catalog.ts';
+import { type JobSpec, METRICS_NAMESPACE } from '../lib/jobs/spec.ts';
 import { jobEnvironment, type LakeTsConfig } from './config.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -121,7 +121,7 @@ export class LakeTsJob extends Construct {
       loggingFormat: lambda.LoggingFormat.JSON,
       environment,
       // Asynchronous invocations (the scheduler's, and `aws lambda invoke --invocation-type Event`):
-      // bounded retries, then the event lands on the failure queue. See Delivery in jobs.ts.
+      // bounded retries, then the event lands on the failure queue. See Delivery in lib/jobs/spec.ts.
       retryAttempts: spec.delivery.lambdaRetryAttempts,
       maxEventAge: Duration.minutes(spec.delivery.lambdaMaxEventAgeMinutes),
       onFailure: new SqsDestination(props.failureQueue),

@@ -14,7 +14,7 @@ import {
   type MetricName,
   OUTCOME_METRICS,
   SERVICE_DIMENSION,
-} from '../lib/jobs/catalog.ts';
+} from '../lib/jobs/spec.ts';
 import { FAILURE_CODE_DIMENSION, RUN_FAILED_METRIC } from '../lib/observability.ts';
 import type { LakeTsConfig } from './config.ts';
 import type { LakeTsJob } from './job.ts';

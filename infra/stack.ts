@@ -14,7 +14,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct } from 'constructs';
-import { JOB_NAMES, JOBS } from '../lib/jobs/catalog.ts';
+import { JOB_LIST } from '../lib/jobs/catalog.ts';
 import { type ContextKey, type LakeTsConfig, parseConfig } from './config.ts';
 import { type JobNetwork, LakeTsJob } from './job.ts';
 import { Monitoring } from './monitoring.ts';
@@ -45,10 +45,10 @@ export class LakeTsJobsStack extends Stack {
 
     const secret = this.importSecret(config);
     const network = config.vpc && this.importNetwork(config.vpc);
-    this.jobs = JOB_NAMES.map(
-      (name) =>
-        new LakeTsJob(this, name, {
-          spec: JOBS[name],
+    this.jobs = JOB_LIST.map(
+      (spec) =>
+        new LakeTsJob(this, spec.name, {
+          spec,
           config,
           secretPolicyArn: secret.policyArn,
           secretId: secret.id,

@@ -2,6 +2,7 @@
 // apply it) and as a printable script (`npm run grants -- <role>`). Role names are validated and
 // quoted as identifiers, so a hostile name is just a name that does not exist.
 import { identifierProblem } from './identifier.ts';
+import { OWNED_RELATIONS_SQL } from './jobs/owners.ts';
 
 export class GrantsError extends Error {
   override name = 'GrantsError';
@@ -295,18 +296,7 @@ export async function planGrants(
 
   if (callerRights) {
     const owners = await admin.query<OwnerRow>(
-      `WITH rels AS (
-         SELECT c.relowner, format('%I.%I', n.nspname, c.relname) AS name
-           FROM lakets._chronotable_registry ct
-           JOIN pg_namespace n ON n.nspname = ct.schema_name
-           JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = ct.table_name
-         UNION ALL
-         SELECT c.relowner, format('%I.%I', n.nspname, c.relname)
-           FROM lakets._chunk_metadata m
-           JOIN lakets._chronotable_registry ct ON ct.id = m.chronotable_id
-           JOIN pg_namespace n ON n.nspname = ct.schema_name
-           JOIN pg_class c ON c.relnamespace = n.oid AND format('%s.%s', n.nspname, c.relname) = m.chunk_name
-          WHERE m.status <> 'dropped')
+      `WITH rels AS (${OWNED_RELATIONS_SQL})
        SELECT a.rolname AS owner, a.rolsuper AS super, a.rolname = $1 AS is_role,
               pg_has_role($1, a.oid, 'USAGE') AS inherits,
               pg_has_role(current_user, a.oid, 'MEMBER WITH ADMIN OPTION') AS can_grant,

@@ -10,10 +10,11 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { getConfig } from './config.ts';
 import { timeBudget } from './jobs/budget.ts';
-import { type CheckReport, loginFailed, preflight } from './jobs/check.ts';
+import { type CheckedJob, type CheckReport, loginFailed, preflight } from './jobs/check.ts';
+import type { Job } from './jobs/definition.ts';
 import { PayloadError, parseInvocation } from './jobs/payload.ts';
 import { runJob } from './jobs/runner.ts';
-import type { JobName, JobReport } from './jobs/types.ts';
+import type { JobReport } from './jobs/types.ts';
 import { type Connector, type ConnectorDeps, getConnector } from './lakebase/index.ts';
 import { type Observability, observability, publish, publishRunFailed } from './observability.ts';
 
@@ -67,7 +68,7 @@ export function failureCode(error: unknown): string {
   return typeof code === 'string' && /^[A-Z][A-Z]+_[A-Z_]+$/.test(code) ? code : 'UNEXPECTED_ERROR';
 }
 
-export function jobHandler(job: JobName, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
+export function jobHandler(job: Job, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
   // One object for the container's life: connectors (and their caches) are kept per deps object.
   const connectorDeps: ConnectorDeps = { log: logger, ...deps.connector };
   // Parse, connect, run (or check): what can fail before a report exists.
@@ -76,7 +77,9 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
     const config = getConfig();
     const connector = getConnector(config, connectorDeps);
     if (options.check) return checkConnection([job], connector, config.kind === 'databricks');
-    const db = await connector.connect({ applicationName: `lakets-${job}` });
+    // The run files every NOTICE/WARNING with its item (or the report): the connection's own
+    // notice log line would say each one twice.
+    const db = await connector.connect({ applicationName: `lakets-${job.name}`, onNotice: () => {} });
     try {
       return await runJob(
         job,
@@ -101,14 +104,14 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
       result = await run(event, context);
     } catch (error) {
       // No report: this record and RunFailed are all that say the run never happened.
-      return fail(error, `${job} failed: ${error instanceof Error ? error.message : String(error)}`, {
+      return fail(error, `${job.name} failed: ${error instanceof Error ? error.message : String(error)}`, {
         error,
       });
     }
     if ('check' in result) {
       if (result.status !== 'pass')
-        return fail(new CheckFailed(result), `${job} check ${result.status}`, { report: result });
-      logger.info(`${job} check ${result.status}`, { report: result });
+        return fail(new CheckFailed(result), `${job.name} check ${result.status}`, { report: result });
+      logger.info(`${job.name} check ${result.status}`, { report: result });
       return result;
     }
     const report = result;
@@ -118,11 +121,11 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
         logger[level](`${item.kind} ${item.name}: ${item.outcome}`, { item });
       }
     }
-    publish(metrics, report);
+    publish(metrics, job, report);
     if (report.status === 'failed' || report.status === 'partial') {
-      return fail(new JobFailed(report), `${job} ${report.status}`, { report });
+      return fail(new JobFailed(report), `${job.name} ${report.status}`, { report });
     }
-    logger[report.status === 'warning' ? 'warn' : 'info'](`${job} ${report.status}`, { report });
+    logger[report.status === 'warning' ? 'warn' : 'info'](`${job.name} ${report.status}`, { report });
     return report;
   };
 }
@@ -133,16 +136,19 @@ export function jobHandler(job: JobName, { logger, metrics }: Observability, dep
  * check` and the demo.
  */
 export async function checkConnection(
-  jobs: readonly JobName[],
+  jobs: readonly CheckedJob[],
   connector: Connector,
   tlsRequired: boolean,
-  applicationName = jobs.length === 1 ? `lakets-${jobs[0]}` : 'lakets-check',
+  applicationName = jobs.length === 1 ? `lakets-${jobs[0]?.name}` : 'lakets-check',
 ): Promise<CheckReport> {
   let db: Awaited<ReturnType<Connector['connect']>>;
   try {
     db = await connector.connect({ applicationName });
   } catch (error) {
-    return loginFailed(jobs, error);
+    return loginFailed(
+      jobs.map((j) => j.name),
+      error,
+    );
   }
   try {
     return await preflight(db, jobs, { tlsRequired });
@@ -151,9 +157,12 @@ export async function checkConnection(
   }
 }
 
-/** The deployed handler of a job: the body above with Powertools context and metrics flushing. */
-export function makeHandler(job: JobName, deps: HandlerDeps = {}) {
-  const tools = observability(job);
+/**
+ * The deployed handler of a job: the body above with Powertools context and metrics flushing. Takes
+ * the job's definition, so a function's bundle holds its own job only.
+ */
+export function makeHandler(job: Job, deps: HandlerDeps = {}) {
+  const tools = observability(job.name);
   return middy(jobHandler(job, tools, deps))
     .use(injectLambdaContext(tools.logger))
     .use(logMetrics(tools.metrics, { captureColdStartMetric: true }));

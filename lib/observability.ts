@@ -1,7 +1,8 @@
 // Powertools logger and metrics for one job, and the metrics a report turns into.
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { METRICS_NAMESPACE, type MetricName } from './jobs/catalog.ts';
+import type { Job } from './jobs/definition.ts';
+import { METRICS_NAMESPACE, type MetricName } from './jobs/spec.ts';
 import type { JobName, JobReport } from './jobs/types.ts';
 
 export interface Observability {
@@ -31,29 +32,13 @@ export function publishRunFailed(metrics: Metrics, code: string): void {
   target.addMetric(RUN_FAILED_METRIC, MetricUnit.Count, 1);
 }
 
-/** The per-run metrics of a report (the names the alarms and the dashboard use). */
-export function reportMetrics(report: JobReport): Partial<Record<MetricName, number>> {
-  const t = report.totals;
-  const n = (key: string) => t[key] ?? 0;
-  const byJob: Record<JobName, Partial<Record<MetricName, number>>> = {
-    'partition-manager': { PartitionsCreated: n('partitionsCreated') },
-    tiering: { ChunksTiered: n('chunksTiered'), ChunksTieringDeferred: n('chunksDeferred') },
-    retention: { ChunksDropped: n('chunksDropped'), ChunksRetentionDeferred: n('chunksDeferred') },
-    'rollup-refresh': {
-      RollupsRefreshed: n('rollupsRefreshed'),
-      RollupsSkipped: n('rollupsSkipped'),
-      RollupsFailed: n('rollupsFailed'),
-    },
-  };
-  // What the role cannot read is true of a dry run too; a skipped run read nothing.
-  const access =
-    (report.job === 'tiering' || report.job === 'retention') && report.status !== 'skipped'
-      ? { SyncStateUnreadable: n('syncStateUnreadable') }
-      : {};
+/** The per-run metrics of a job's report (the names the alarms and the dashboard use). */
+export function reportMetrics(job: Job, report: JobReport): Partial<Record<MetricName, number>> {
+  const n = (key: string) => report.totals[key] ?? 0;
   return {
-    // A dry run changed nothing: its would-be counts must not feed the alarms.
-    ...(report.dryRun || report.status === 'skipped' ? {} : byJob[report.job]),
-    ...access,
+    // A skipped run read nothing; a dry run changed nothing, so its would-be counts must not feed the
+    // alarms (what the role cannot read is true of it too: the job's definition says which metric that is).
+    ...(report.status === 'skipped' ? {} : job.workMetrics(report.totals, !report.dryRun)),
     ItemsFailed: n('failed'),
     RunDuration: report.durationMs,
     RunIncomplete: report.status === 'incomplete' ? 1 : 0,
@@ -61,8 +46,8 @@ export function reportMetrics(report: JobReport): Partial<Record<MetricName, num
   };
 }
 
-export function publish(metrics: Metrics, report: JobReport): void {
-  for (const [name, value] of Object.entries(reportMetrics(report))) {
+export function publish(metrics: Metrics, job: Job, report: JobReport): void {
+  for (const [name, value] of Object.entries(reportMetrics(job, report))) {
     metrics.addMetric(name, name === 'RunDuration' ? MetricUnit.Milliseconds : MetricUnit.Count, value);
   }
 }

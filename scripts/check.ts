@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { formatCheck } from '../dev/format-check.ts';
 import { getConfig } from '../lib/config.ts';
 import { checkConnection } from '../lib/job-handler.ts';
-import { JOB_NAMES, type JobName } from '../lib/jobs/catalog.ts';
+import { JOB_LIST, JOB_NAMES, type JobName, jobNamed } from '../lib/jobs/catalog.ts';
 import { getConnector } from '../lib/lakebase/index.ts';
 
 const USAGE = `usage: npm run check -- [${JOB_NAMES.join('|')}] [--json]\n  without a job: what all four jobs need\n`;
@@ -25,7 +25,7 @@ async function main(): Promise<number> {
     process.stderr.write(`npm run check: unknown job ${JSON.stringify(job)}\n${USAGE}`);
     return 2;
   }
-  const jobs: JobName[] = job ? [job as JobName] : [...JOB_NAMES];
+  const jobs = job ? [jobNamed(job as JobName)] : JOB_LIST;
   const config = getConfig();
   const report = await checkConnection(jobs, getConnector(config), config.kind === 'databricks');
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatCheck(report));

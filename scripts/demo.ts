@@ -7,7 +7,7 @@ import pg from 'pg';
 import { formatReport, table } from '../dev/format-report.ts';
 import { lambdaContext, schedulerEvent } from '../dev/lambda-context.ts';
 import { createDatabase, startLocalPostgres } from '../dev/local-postgres.ts';
-import { JOB_NAMES } from '../lib/jobs/catalog.ts';
+import { JOB_LIST, JOB_NAMES, jobNamed } from '../lib/jobs/catalog.ts';
 import type { JobReport } from '../lib/jobs/types.ts';
 import { installLakets } from '../lib/schema/installer.ts';
 
@@ -100,7 +100,7 @@ try {
   const { getConfig } = await import('../lib/config.ts');
   const { getConnector } = await import('../lib/lakebase/index.ts');
   // What `npm run check` reports for this database, before any job runs.
-  const check = await checkConnection(JOB_NAMES, getConnector(getConfig()), false);
+  const check = await checkConnection(JOB_LIST, getConnector(getConfig()), false);
   const warned = check.items.filter((i) => i.status === 'warn').map((i) => `${i.check}: ${i.detail}`);
   say(
     `Preflight check (npm run check): ${check.status.toUpperCase()}, ${check.totals.pass} pass, ${check.totals.fail} fail, ${check.totals.warn} warn${warned.length > 0 ? ` (${warned.join('; ')})` : ''}.\n`,
@@ -109,7 +109,7 @@ try {
   for (const job of JOB_NAMES) {
     let report: JobReport;
     try {
-      report = jobReport(await makeHandler(job)(schedulerEvent(job), lambdaContext(job)));
+      report = jobReport(await makeHandler(jobNamed(job))(schedulerEvent(job), lambdaContext(job)));
     } catch (error) {
       if (!(error instanceof JobFailed)) throw error;
       report = error.report;

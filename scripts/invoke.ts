@@ -2,7 +2,7 @@
 // EventBridge Scheduler-shaped event (or the given manual payload) and prints the report as JSON on
 // stdout. LAKETS_DATABASE_URL connects directly; otherwise the Databricks path (LAKETS_PROJECT,
 // DATABRICKS_HOST, LAKETS_SP_SECRET_ID or DATABRICKS_CLIENT_ID/SECRET) is used.
-import { JOB_NAMES, type JobName } from '../lib/jobs/catalog.ts';
+import { JOB_NAMES, type JobName, jobNamed } from '../lib/jobs/catalog.ts';
 
 const [job, payloadText, ...extra] = process.argv.slice(2);
 const usage = `usage: npm run invoke -- <${JOB_NAMES.join('|')}> ['<json payload>']`;
@@ -31,7 +31,7 @@ const { lambdaContext, schedulerEvent } = await import('../dev/lambda-context.ts
 const { makeHandler, JobFailed } = await import('../lib/job-handler.ts');
 const name = job as JobName;
 try {
-  const report = await makeHandler(name)(payload ?? schedulerEvent(name), lambdaContext(name));
+  const report = await makeHandler(jobNamed(name))(payload ?? schedulerEvent(name), lambdaContext(name));
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 } catch (error) {
   if (error instanceof JobFailed) process.stdout.write(`${JSON.stringify(error.report, null, 2)}\n`);

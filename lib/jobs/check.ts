@@ -2,11 +2,11 @@
 // connection the job would use, it checks item by item what the job needs and says how to fix what
 // is missing: login and TLS, the LakeTS version, EXECUTE on each function the job calls, ownership for
 // partition DDL, USAGE on each schema, read access to Lakehouse Sync's state and each shadow's
-// status, chunk grids and RollUp DAG cycles. Privileges are read from the catalogs (pg_namespace,
-// pg_class, pg_proc), never probed through to_regclass, which raises without schema USAGE.
-import { chunkGrid } from './chunk-grid.ts';
+// status, and each job's own checks (chunk grids, RollUp DAG cycles). What a job needs comes from its
+// definition (JobNeeds), so a handler's check holds no other job. Privileges are read from the catalogs
+// (pg_namespace, pg_class, pg_proc), never probed through to_regclass, which raises without schema USAGE.
 import { errorLine } from './errors.ts';
-import { GRID_STATE_SQL } from './partition-manager.ts';
+import { OWNED_RELATIONS_SQL } from './owners.ts';
 import type { JobName, Queryable } from './types.ts';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -36,58 +36,54 @@ export interface CheckOptions {
   tlsRequired: boolean;
 }
 
-// The LakeTS functions each job calls, with the contract's argument types.
-const JOB_FUNCTIONS: Record<JobName, Array<[string, string]>> = {
-  'partition-manager': [
-    ['_ensure_partitions', 'integer, integer, integer, timestamp with time zone, timestamp with time zone'],
-  ],
-  tiering: [
-    ['_get_chunks_to_tier', 'text, text'],
-    ['tier_chunk', 'text'],
-    ['_cdf_committed_lsn', 'text'],
-  ],
-  retention: [
-    ['execute_retention', 'text, text, boolean'],
-    ['_cdf_committed_lsn', 'text'],
-  ],
-  'rollup-refresh': [['refresh_rollup', 'text']],
-};
+/** What a job needs, for the preflight check; each job definition says it of itself. */
+export interface JobNeeds {
+  /** The LakeTS functions the job calls, with the contract's argument types. */
+  readonly functions: ReadonlyArray<readonly [name: string, args: string]>;
+  /** Registry privileges it uses (directly, or through LakeTS functions with the caller's rights). */
+  readonly tables: ReadonlyArray<readonly [table: string, privileges: readonly string[]]>;
+  /** It works on ChronoTables: USAGE on their schemas. */
+  readonly chronoTables?: boolean;
+  /** It creates partitions in the ChronoTables' schemas (CREATE there, with the caller's rights). */
+  readonly createsPartitions?: boolean;
+  /** It creates or drops partitions (ownership, with the caller's rights). */
+  readonly partitionDdl?: boolean;
+  /** It reads Lakehouse Sync's state for the shadows (the durability gate). */
+  readonly syncState?: boolean;
+  /** It refreshes RollUps (the schemas of their tables and sources). */
+  readonly rollups?: boolean;
+  /** Its own checks, run last, each under its name (a failure to run one fails that check). */
+  readonly checks?: ReadonlyArray<{
+    readonly name: string;
+    readonly run: (ctx: PreflightContext) => Promise<void>;
+  }>;
+}
 
-// Registry privileges each job uses (directly, or through LakeTS functions with the caller's rights).
-const JOB_TABLES: Record<JobName, Array<[string, string[]]>> = {
-  'partition-manager': [
-    ['_chronotable_registry', ['SELECT']],
-    ['_chunk_metadata', ['SELECT', 'INSERT', 'UPDATE']],
-  ],
-  tiering: [
-    ['_chronotable_registry', ['SELECT']],
-    ['_chunk_metadata', ['SELECT', 'UPDATE']],
-    ['_policy_registry', ['SELECT', 'UPDATE']],
-  ],
-  retention: [
-    ['_chronotable_registry', ['SELECT']],
-    ['_chunk_metadata', ['SELECT', 'UPDATE']],
-    ['_policy_registry', ['SELECT', 'UPDATE']],
-  ],
-  'rollup-refresh': [
-    ['_chronotable_registry', ['SELECT']],
-    ['_chunk_metadata', ['SELECT']],
-    ['_rollup_registry', ['SELECT', 'UPDATE']],
-    ['_rollup_invalidation_log', ['SELECT', 'DELETE']],
-  ],
-};
+/** What a job's own check gets: the connection, a way to add an item, and how LakeTS runs DDL. */
+export interface PreflightContext {
+  db: Queryable;
+  add: (check: string, status: CheckStatus, detail: string, fix?: string) => void;
+  /** LakeTS runs partition DDL with the caller's rights (_ensure_partitions is not SECURITY DEFINER). */
+  callerRights: boolean;
+}
 
-const q = (name: string) => `"${name.replaceAll('"', '""')}"`;
+/** The jobs a check covers: their names and what they need. */
+export type CheckedJob = { readonly name: JobName; readonly needs: JobNeeds };
+
+/** A name as a quoted identifier, for messages. */
+export const q = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 export async function preflight(
   db: Queryable,
-  jobs: readonly JobName[],
+  checked: readonly CheckedJob[],
   options: CheckOptions,
 ): Promise<CheckReport> {
+  const jobs = checked.map((j) => j.name);
   const items: CheckItem[] = [];
   const add = (check: string, status: CheckStatus, detail: string, fix?: string) =>
     items.push({ check, status, detail, ...(fix && status !== 'pass' ? { fix } : {}) });
-  const has = (job: JobName) => jobs.includes(job);
+  const needs = (flag: 'chronoTables' | 'createsPartitions' | 'partitionDdl' | 'syncState' | 'rollups') =>
+    checked.some((j) => j.needs[flag] === true);
 
   // Login and TLS: the connection exists, so the login worked.
   const who = await db.query<{ role: string; database: string; ssl: boolean | null; version: string | null }>(
@@ -177,7 +173,9 @@ export async function preflight(
   });
 
   // EXECUTE on each function the jobs call, with the contract's signature.
-  const wanted = [...new Map(jobs.flatMap((j) => JOB_FUNCTIONS[j]).map((f) => [f.join('|'), f])).values()];
+  const wanted = [
+    ...new Map(checked.flatMap((j) => j.needs.functions).map((f) => [f.join('|'), f])).values(),
+  ];
   const fns = await db.query<{ proname: string; args: string; execute: boolean }>(
     `SELECT p.proname, oidvectortypes(p.proargtypes) AS args, has_function_privilege(p.oid, 'EXECUTE') AS execute
        FROM pg_proc p WHERE p.pronamespace = 'lakets'::regnamespace AND p.proname = ANY ($1::text[])`,
@@ -215,8 +213,8 @@ export async function preflight(
 
   // Registry privileges.
   const tables = new Map<string, Set<string>>();
-  for (const job of jobs)
-    for (const [t, privs] of JOB_TABLES[job])
+  for (const job of checked)
+    for (const [t, privs] of job.needs.tables)
       for (const p of privs) (tables.get(t) ?? tables.set(t, new Set()).get(t))?.add(p);
   for (const [table, privs] of tables) {
     const { rows } = await db.query<{ missing: string[] | null; exists: boolean }>(
@@ -237,7 +235,6 @@ export async function preflight(
     return finish(jobs, role, database, items);
   }
 
-  const tableJobs = has('partition-manager') || has('tiering') || has('retention');
   await step('schema usage', async () => {
     // Schemas holding ChronoTables (and, for RollUp Refresh, RollUp tables and sources; for the
     // durability gate, the shadows), with what each holds.
@@ -254,20 +251,20 @@ export async function preflight(
            FROM lakets._chronotable_registry WHERE $1
          UNION ALL
          SELECT 'lakets_cdf', format('shadow lakets_cdf.%I', shadow_table_name), false
-           FROM lakets._chronotable_registry WHERE shadow_table_name IS NOT NULL AND ($2 OR $3)
+           FROM lakets._chronotable_registry WHERE shadow_table_name IS NOT NULL AND $2
          UNION ALL
          SELECT (parse_ident(rr.rollup_table))[1], format('RollUp %I table', rr.name), false
-           FROM lakets._rollup_registry rr WHERE $4 AND rr.rollup_table LIKE '%.%'
+           FROM lakets._rollup_registry rr WHERE $3 AND rr.rollup_table LIKE '%.%'
          UNION ALL
          SELECT ct.schema_name, format('RollUp %I source', rr.name), false
-           FROM lakets._rollup_registry rr JOIN lakets._chronotable_registry ct ON ct.id = rr.source_chronotable_id WHERE $4)
+           FROM lakets._rollup_registry rr JOIN lakets._chronotable_registry ct ON ct.id = rr.source_chronotable_id WHERE $3)
        SELECT o.nspname, n.oid IS NOT NULL AS exists,
               coalesce(has_schema_privilege(n.oid, 'USAGE'), false) AS usage,
               coalesce(has_schema_privilege(n.oid, 'CREATE'), false) AS can_create,
               string_agg(DISTINCT o.what, ', ') AS what, bool_or(o.ct) AS chronotables
          FROM objects o LEFT JOIN pg_namespace n ON n.nspname = o.nspname
         GROUP BY o.nspname, n.oid ORDER BY o.nspname`,
-      [tableJobs, has('tiering'), has('retention'), has('rollup-refresh')],
+      [needs('chronoTables'), needs('syncState'), needs('rollups')],
     );
     for (const s of rows) {
       const what = s.what.length > 160 ? `${s.what.slice(0, 157)}...` : s.what;
@@ -285,7 +282,7 @@ export async function preflight(
           `no USAGE on schema ${q(s.nspname)}, which holds ${what}`,
           `${grants}; or GRANT USAGE ON SCHEMA ${q(s.nspname)} TO ${q(role)};`,
         );
-      else if (callerRights && has('partition-manager') && s.chronotables && !s.can_create)
+      else if (callerRights && needs('createsPartitions') && s.chronotables && !s.can_create)
         add(
           `schema usage: ${s.nspname}`,
           'fail',
@@ -296,7 +293,7 @@ export async function preflight(
     }
   });
 
-  if (has('partition-manager') || has('retention')) {
+  if (needs('partitionDdl')) {
     await step('partition ownership', async () => {
       if (!callerRights) {
         add(
@@ -308,18 +305,7 @@ export async function preflight(
       }
       // The ChronoTables and their live partitions whose owner's privileges this role lacks.
       const { rows } = await db.query<{ owner: string; super: boolean; tables: string[] }>(
-        `WITH rels AS (
-           SELECT c.relowner, format('%I.%I', n.nspname, c.relname) AS name
-             FROM lakets._chronotable_registry ct
-             JOIN pg_namespace n ON n.nspname = ct.schema_name
-             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = ct.table_name
-           UNION ALL
-           SELECT c.relowner, format('%I.%I', n.nspname, c.relname)
-             FROM lakets._chunk_metadata m
-             JOIN lakets._chronotable_registry ct ON ct.id = m.chronotable_id
-             JOIN pg_namespace n ON n.nspname = ct.schema_name
-             JOIN pg_class c ON c.relnamespace = n.oid AND format('%s.%s', n.nspname, c.relname) = m.chunk_name
-            WHERE m.status <> 'dropped')
+        `WITH rels AS (${OWNED_RELATIONS_SQL})
          SELECT a.rolname AS owner, a.rolsuper AS super, array_agg(DISTINCT rels.name ORDER BY rels.name) AS tables
            FROM rels JOIN pg_roles a ON a.oid = rels.relowner
           WHERE NOT pg_has_role(rels.relowner, 'USAGE')
@@ -347,67 +333,12 @@ export async function preflight(
     });
   }
 
-  if (has('tiering') || has('retention')) {
+  if (needs('syncState')) {
     await step('lakehouse sync state', () => syncState(db, add, grants, role));
   }
 
-  if (has('partition-manager')) {
-    await step('chunk grids', async () => {
-      const { rows } = await db.query<{
-        id: number;
-        interval_s: number;
-        offset_s: number | null;
-        name: string;
-      }>(
-        `SELECT s.*, format('%I.%I', r.schema_name, r.table_name) AS name
-           FROM (${GRID_STATE_SQL}) s JOIN lakets._chronotable_registry r ON r.id = s.id ORDER BY name`,
-      );
-      let utc = 0;
-      for (const r of rows) {
-        const grid = chunkGrid(r.interval_s, r.offset_s);
-        if (grid.offsetSeconds === 0) utc++;
-        else if (grid.timeZone) add(`chunk grid: ${r.name}`, 'pass', grid.description);
-        else
-          add(
-            `chunk grid: ${r.name}`,
-            callerRights ? 'fail' : 'warn',
-            grid.description,
-            'the public LakeTS cannot continue this grid: create its next partitions by hand, or move to the compatible schema (which keeps any grid)',
-          );
-      }
-      add(
-        'chunk grids',
-        'pass',
-        `${utc} of ${rows.length} ChronoTables on the UTC grid; the others are kept on their own grid`,
-      );
-    });
-  }
-
-  if (has('rollup-refresh')) {
-    await step('rollup dag', async () => {
-      const { rows } = await db.query<{ id: number; name: string; depends_on: number[] | null }>(
-        'SELECT id, name, depends_on FROM lakets._rollup_registry ORDER BY name',
-      );
-      const cycle = findCycle(rows);
-      const ids = new Set(rows.map((r) => r.id));
-      const dangling = rows.filter((r) => (r.depends_on ?? []).some((d) => !ids.has(d)));
-      if (cycle.length > 0)
-        add(
-          'rollup dag',
-          'fail',
-          `RollUps ${cycle.map(q).join(', ')} are on (or behind) a dependency cycle: none of them can be refreshed`,
-          'break the cycle: UPDATE lakets._rollup_registry SET depends_on = ... for one of them, or drop_rollup() it',
-        );
-      else if (dangling.length > 0)
-        add(
-          'rollup dag',
-          'fail',
-          `RollUps ${dangling.map((r) => q(r.name)).join(', ')} depend on RollUp ids that do not exist`,
-          'remove the missing ids from lakets._rollup_registry.depends_on',
-        );
-      else add('rollup dag', 'pass', `${rows.length} RollUps, no dependency cycle`);
-    });
-  }
+  for (const job of checked)
+    for (const own of job.needs.checks ?? []) await step(own.name, () => own.run({ db, add, callerRights }));
   return finish(jobs, role, database, items);
 }
 
@@ -485,27 +416,6 @@ async function syncState(
         'sync the shadow table with Lakehouse Sync (it must reach STREAMING)',
       );
   }
-}
-
-/** The names of RollUps on a dependency cycle (Kahn: what cannot be ordered), or none. */
-export function findCycle(
-  rollups: Array<{ id: number; name: string; depends_on: number[] | null }>,
-): string[] {
-  const ids = new Set(rollups.map((r) => r.id));
-  const pending = new Map(
-    rollups.map((r) => [r.id, new Set((r.depends_on ?? []).filter((d) => ids.has(d)))]),
-  );
-  let progress = true;
-  while (progress) {
-    progress = false;
-    for (const [id, deps] of pending) {
-      if ([...deps].every((d) => !pending.has(d))) {
-        pending.delete(id);
-        progress = true;
-      }
-    }
-  }
-  return rollups.filter((r) => pending.has(r.id)).map((r) => r.name);
 }
 
 function finish(

@@ -1,25 +1,44 @@
-// Runs one statement and collects the NOTICE/WARNING text the server sent while it ran. The
-// public jobs never read these. They go into the report verbatim as evidence for a person; no
-// outcome or reason is ever derived from them (their wording differs between LakeTS releases).
+// The one path of the server's NOTICE/WARNING text during a run: the runner listens on the client
+// for the whole run (noticeLog), attempt() files what arrived while an item ran with that item, and
+// the report keeps the rest. The jobs never read this text to decide anything: it goes into the report
+// verbatim as evidence for a person (its wording differs between LakeTS releases).
 import type { Queryable } from './types.ts';
 
-export interface Noticed<T> {
-  result: T;
-  notices: string[];
+/** The text a run received, in order: each piece is filed with at most one item. */
+export interface NoticeLog {
+  /** Where an item starts. */
+  mark(): number;
+  /** What arrived since `mark` and no item took yet; it is now taken. */
+  take(mark: number): string[];
+  /** What no item took. */
+  unfiled(): string[];
+  /** Stops listening. */
+  close(): void;
 }
 
-export async function withNotices<T>(db: Queryable, run: () => Promise<T>): Promise<Noticed<T>> {
-  const notices: string[] = [];
+export function noticeLog(db: Queryable): NoticeLog {
+  const received: { text: string; taken: boolean }[] = [];
   const listener = (n: { severity?: string; message?: string }) => {
     if (n.message)
-      notices.push(n.severity && n.severity !== 'NOTICE' ? `${n.severity}: ${n.message}` : n.message);
+      received.push({
+        text: n.severity && n.severity !== 'NOTICE' ? `${n.severity}: ${n.message}` : n.message,
+        taken: false,
+      });
   };
   db.on('notice', listener);
-  try {
-    return { result: await run(), notices };
-  } finally {
-    db.off('notice', listener);
-  }
+  return {
+    mark: () => received.length,
+    take: (mark) =>
+      received
+        .slice(mark)
+        .filter((r) => !r.taken)
+        .map((r) => {
+          r.taken = true;
+          return r.text;
+        }),
+    unfiled: () => received.filter((r) => !r.taken).map((r) => r.text),
+    close: () => db.off('notice', listener),
+  };
 }
 
 /**

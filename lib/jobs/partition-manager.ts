@@ -1,15 +1,15 @@
 // Partition Manager: lakets._ensure_partitions() for every ChronoTable (or the named ones), most
 // urgent first, each on the chunk grid the table already has.
-import { mayStart } from './budget.ts';
+import { attempt } from './attempt.ts';
+import type { PreflightContext } from './check.ts';
 import { type ChunkGrid, chunkGrid } from './chunk-grid.ts';
-import { errorLine } from './errors.ts';
-import { withNotices } from './notices.ts';
+import { defineJob } from './definition.ts';
 import { type ChronoTable, chronoTables } from './targets.ts';
 import type { ItemResult, JobLogic, Queryable } from './types.ts';
 
 // Per ChronoTable: how far its partitions reach (the end of its last non-dropped chunk, NULL when it
 // has none) and where its latest chunk sits against the UTC grid.
-export const GRID_STATE_SQL = `
+const GRID_STATE_SQL = `
   SELECT r.id,
          extract(epoch FROM r.chunk_interval)::float8 AS interval_s,
          g.max_end,
@@ -92,40 +92,97 @@ async function ensurePartitions(db: Queryable, id: number, grid: ChunkGrid): Pro
   }
 }
 
-export const partitionManager: JobLogic = async ({ db, options, budget }) => {
+const run: JobLogic = async (ctx) => {
+  const { db, options } = ctx;
   const items: ItemResult[] = [];
   for (const { table: t, grid } of await plan(db, await chronoTables(db, [], options.tables))) {
-    if (!mayStart(budget, items, 'table', t.name)) continue;
-    const started = Date.now();
     const gridNote = grid.offsetSeconds === 0 ? {} : { grid: grid.description };
-    try {
+    await attempt(ctx, items, { kind: 'table', name: t.name, ...gridNote }, async () => {
       if (options.dryRun) {
         const { rows } = await db.query<{ missing: number }>(MISSING_SQL, [t.id, grid.origin]);
         const missing = rows[0]?.missing ?? 0;
-        items.push({
+        return {
           kind: 'table',
           name: t.name,
           outcome: missing > 0 ? 'would-create' : 'unchanged',
           count: missing,
           ...gridNote,
-        });
-      } else {
-        const { result: created, notices } = await withNotices(db, () => ensurePartitions(db, t.id, grid));
-        items.push({
-          kind: 'table',
-          name: t.name,
-          outcome: created > 0 ? 'created' : 'unchanged',
-          count: created,
-          ...gridNote,
-          ...(notices.length > 0 ? { notices } : {}),
-        });
+        };
       }
-    } catch (error) {
-      items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error), ...gridNote });
-    }
-    const last = items.at(-1);
-    if (last) last.durationMs = Date.now() - started;
-    budget.spent(Date.now() - started);
+      const created = await ensurePartitions(db, t.id, grid);
+      return {
+        kind: 'table',
+        name: t.name,
+        outcome: created > 0 ? 'created' : 'unchanged',
+        count: created,
+        ...gridNote,
+      };
+    });
   }
   return items;
 };
+
+/** Chunk grids: each ChronoTable's grid, and whether the installed LakeTS can continue it. */
+async function checkGrids({ db, add, callerRights }: PreflightContext): Promise<void> {
+  const { rows } = await db.query<{ id: number; interval_s: number; offset_s: number | null; name: string }>(
+    `SELECT s.*, format('%I.%I', r.schema_name, r.table_name) AS name
+       FROM (${GRID_STATE_SQL}) s JOIN lakets._chronotable_registry r ON r.id = s.id ORDER BY name`,
+  );
+  let utc = 0;
+  for (const r of rows) {
+    const grid = chunkGrid(r.interval_s, r.offset_s);
+    if (grid.offsetSeconds === 0) utc++;
+    else if (grid.timeZone) add(`chunk grid: ${r.name}`, 'pass', grid.description);
+    else
+      add(
+        `chunk grid: ${r.name}`,
+        callerRights ? 'fail' : 'warn',
+        grid.description,
+        'the public LakeTS cannot continue this grid: create its next partitions by hand, or move to the compatible schema (which keeps any grid)',
+      );
+  }
+  add(
+    'chunk grids',
+    'pass',
+    `${utc} of ${rows.length} ChronoTables on the UTC grid; the others are kept on their own grid`,
+  );
+}
+
+export const partitionManager = defineJob({
+  name: 'partition-manager',
+  title: 'Partition Manager',
+  summary: 'Pre-creates future partitions of every chronotable',
+  schedule: 'cron(0 */6 * * ? *)',
+  periodMinutes: 6 * 60,
+  timeoutMinutes: 5,
+  // 1 h + 1 h + 5 min of a 6 h period: a lost run is recovered long before partitions run out.
+  delivery: {
+    schedulerMaxEventAgeMinutes: 60,
+    schedulerRetryAttempts: 20,
+    lambdaMaxEventAgeMinutes: 60,
+    lambdaRetryAttempts: 2,
+  },
+  payload: ['dryRun', 'tables', 'check'],
+  lockKey: 1,
+  run,
+  totals: (items) => ({
+    partitionsCreated: items
+      .filter((i) => i.kind === 'table' && i.outcome === 'created')
+      .reduce((n, i) => n + (i.count ?? 0), 0),
+  }),
+  emits: [{ name: 'PartitionsCreated', value: (t) => t.partitionsCreated }],
+  counted: 'partitions created',
+  needs: {
+    functions: [
+      ['_ensure_partitions', 'integer, integer, integer, timestamp with time zone, timestamp with time zone'],
+    ],
+    tables: [
+      ['_chronotable_registry', ['SELECT']],
+      ['_chunk_metadata', ['SELECT', 'INSERT', 'UPDATE']],
+    ],
+    chronoTables: true,
+    createsPartitions: true,
+    partitionDdl: true,
+    checks: [{ name: 'chunk grids', run: checkGrids }],
+  },
+});

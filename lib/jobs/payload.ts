@@ -4,7 +4,8 @@
 // type is an error and nothing runs.
 import { identifierProblem } from '../identifier.ts';
 import { oneLine } from '../one-line.ts';
-import type { JobName, JobOptions, TableRef } from './types.ts';
+import type { JobName, PayloadField } from './spec.ts';
+import type { JobOptions, TableRef } from './types.ts';
 
 export class PayloadError extends Error {
   override name = 'PayloadError';
@@ -12,13 +13,6 @@ export class PayloadError extends Error {
     super(oneLine(message)); // echoed input may hold U+2028 and the like
   }
 }
-
-const FIELDS: Record<JobName, readonly string[]> = {
-  'partition-manager': ['dryRun', 'tables', 'check'],
-  tiering: ['dryRun', 'tables', 'check'],
-  retention: ['dryRun', 'tables', 'force', 'check'],
-  'rollup-refresh': ['dryRun', 'rollup', 'check'],
-};
 
 const SCHEDULER_FIELDS = new Set(['source', 'scheduleArn', 'scheduledTime', 'executionId', 'attemptNumber']);
 // The envelope of an EventBridge event: any other key is an option, so the event is not a plain
@@ -46,7 +40,13 @@ function isScheduled(event: Record<string, unknown>): boolean {
   );
 }
 
-export function parseInvocation(job: JobName, event: unknown): JobOptions {
+/** The payload a job takes: its name and its fields (from the job's definition). */
+export interface PayloadSpec {
+  readonly name: JobName;
+  readonly payload: readonly PayloadField[];
+}
+
+export function parseInvocation(job: PayloadSpec, event: unknown): JobOptions {
   const defaults: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
   if (event === undefined || event === null) return defaults;
   if (typeof event !== 'object' || Array.isArray(event)) {
@@ -55,11 +55,11 @@ export function parseInvocation(job: JobName, event: unknown): JobOptions {
   const payload = event as Record<string, unknown>;
   if (Object.keys(payload).length === 0 || isScheduled(payload)) return defaults;
 
-  const allowed = FIELDS[job];
+  const allowed: readonly string[] = job.payload;
   const unknown = Object.keys(payload).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) {
     throw new PayloadError(
-      `unknown field ${JSON.stringify(truncate(unknown[0] ?? ''))} in the ${job} payload; allowed: ${allowed.join(', ')}`,
+      `unknown field ${JSON.stringify(truncate(unknown[0] ?? ''))} in the ${job.name} payload; allowed: ${allowed.join(', ')}`,
     );
   }
   const options: JobOptions = { ...defaults, trigger: 'manual' };

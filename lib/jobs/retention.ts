@@ -7,9 +7,11 @@
 // live after was deferred when the durability gate holds it back (its reason computed from its
 // last_write_lsn and Lakehouse Sync's state for the shadow), and failed otherwise. NOTICE and
 // WARNING text is filed with the chunk it names, as evidence.
-import { mayStart } from './budget.ts';
+import { attempt } from './attempt.ts';
+import { defineJob } from './definition.ts';
 import { errorLine } from './errors.ts';
-import { noticesNaming, withNotices } from './notices.ts';
+import { DAILY_DELIVERY, gatedParts } from './gated.ts';
+import { noticesNaming } from './notices.ts';
 import {
   notDurableReason,
   readChunks,
@@ -77,12 +79,13 @@ interface Call {
   t: ChronoTable;
   before: TableState;
   dropped: number;
-  notices: string[];
+  /** The call's table item; attempt() files the call's NOTICEs on it, settle() hands them to the chunks. */
+  table: ItemResult;
   /** The table's items in report order: its table item first, then its chunks once settled. */
   group: ItemResult[];
 }
 
-export const retention: JobLogic = async (ctx) => {
+const run: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
   const tables = await policyTables(ctx, KINDS, items);
   const access = await syncAccess(ctx.db);
@@ -95,17 +98,14 @@ export const retention: JobLogic = async (ctx) => {
   for (const t of tables) {
     const group: ItemResult[] = [];
     groups.push(group);
-    if (!mayStart(ctx.budget, group, 'table', t.name)) continue;
-    const started = Date.now();
     const state = before.get(t.id);
-    try {
+    await attempt(ctx, group, { kind: 'table', name: t.name }, async () => {
       if (!state) throw new Error(`${t.name} is no longer a ChronoTable`);
-      if (ctx.options.dryRun) group.push(...plan(ctx, t, state));
-      else calls.push(await call(ctx, t, state, group));
-    } catch (error) {
-      group.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
-    }
-    ctx.budget.spent(Date.now() - started);
+      if (ctx.options.dryRun) return plan(ctx, t, state);
+      const c = await call(ctx, t, state, group);
+      calls.push(c);
+      return c.table;
+    });
   }
   await settle(ctx, access, calls);
   return [...items, ...groups.flat()];
@@ -154,29 +154,23 @@ async function call(
   before: TableState,
   group: ItemResult[],
 ): Promise<Call> {
-  const started = Date.now();
-  const { result, notices } = await withNotices(db, () =>
-    db.query<{ dropped: number }>('SELECT lakets.execute_retention($1, $2, $3) AS dropped', [
-      t.table,
-      t.schema,
-      options.force,
-    ]),
+  const result = await db.query<{ dropped: number }>(
+    'SELECT lakets.execute_retention($1, $2, $3) AS dropped',
+    [t.table, t.schema, options.force],
   );
   // What this call dropped; the chunks are what the registry shows (another session's
   // execute_retention at the same time may have dropped some of them).
   const dropped = Number(result.rows[0]?.dropped ?? 0);
   const warning = unreadable(before, options.force);
-  group.push({
+  const table: ItemResult = {
     kind: 'table',
     name: t.name,
     outcome: dropped > 0 ? 'dropped' : 'unchanged',
     count: dropped,
-    durationMs: Date.now() - started,
     ...(options.force ? { reason: 'forced: the durability gate was skipped' } : {}),
     ...(warning ? { warning, reason: warning.message } : {}),
-    ...(notices.length > 0 ? { notices } : {}),
-  });
-  return { t, before, dropped, notices, group };
+  };
+  return { t, before, dropped, table, group };
 }
 
 /**
@@ -202,8 +196,7 @@ async function settle({ db, options }: JobContext, access: SyncAccess, calls: Ca
     for (const c of look) c.group.push(...chunkItems(c, now, shadows.get(c.t.id), options.force));
   } catch (error) {
     // Never throw past collected items: the calls' table items stand, with what is unknown.
-    for (const c of look) {
-      const table = c.group[0] as ItemResult;
+    for (const { table } of look) {
       table.outcome = 'failed';
       table.reason = `the chunks' state after execute_retention could not be read: ${errorLine(error)}`;
     }
@@ -211,11 +204,12 @@ async function settle({ db, options }: JobContext, access: SyncAccess, calls: Ca
 }
 
 function chunkItems(
-  { before, notices, group }: Call,
+  { before, table }: Call,
   now: Map<number, { status: string; last_write_lsn: string | null }>,
   shadowNow: ShadowState | undefined,
   force: boolean,
 ): ItemResult[] {
+  const notices = table.notices ?? [];
   const filed = new Set<string>();
   const evidence = (name: string) => {
     const mine = noticesNaming(notices, name);
@@ -257,10 +251,33 @@ function chunkItems(
     }
   }
   // The table item keeps only the text that names none of its chunks.
-  const table = group[0] as ItemResult;
   const rest = notices.filter((n) => !filed.has(n));
   if (rest.length > 0) table.notices = rest;
   else delete table.notices;
   if (chunks.some((x) => x.outcome === 'dropped')) table.outcome = 'dropped';
   return chunks;
 }
+
+const parts = gatedParts(
+  { total: 'chunksDropped', outcome: 'dropped', metric: 'ChunksDropped' },
+  'ChunksRetentionDeferred',
+  [['execute_retention', 'text, text, boolean']],
+);
+
+export const retention = defineJob({
+  name: 'retention',
+  title: 'Retention',
+  summary: 'Drops expired Lakebase partitions once they are durable in Unity Catalog',
+  schedule: 'cron(0 3 * * ? *)',
+  periodMinutes: 24 * 60,
+  timeoutMinutes: 15,
+  delivery: DAILY_DELIVERY,
+  payload: ['dryRun', 'tables', 'force', 'check'],
+  lockKey: 3,
+  run,
+  totals: parts.totals,
+  emits: parts.emits,
+  counted: 'chunks dropped',
+  // Behind execute_retention, LakeTS drops partitions.
+  needs: { ...parts.needs, partitionDdl: true },
+});

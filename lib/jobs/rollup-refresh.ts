@@ -6,11 +6,11 @@
 // refreshed goes first. A RollUp counts as refreshed when its last_refreshed_at moved; a skip's
 // reason is computed from the registry (the public refresh_rollup says nothing about refresh_lag).
 // NULL refresh_lag means "never wait", in a dry run too.
-import { mayStart } from './budget.ts';
-import { errorLine } from './errors.ts';
-import { withNotices } from './notices.ts';
+import { attempt } from './attempt.ts';
+import { type PreflightContext, q } from './check.ts';
+import { countItems, defineJob } from './definition.ts';
 import { PayloadError } from './payload.ts';
-import type { ItemResult, JobLogic } from './types.ts';
+import type { ItemResult, JobContext, JobLogic } from './types.ts';
 
 interface Node {
   id: number;
@@ -27,13 +27,18 @@ interface Node {
 
 export const CYCLE_MESSAGE = 'Circular dependency detected in RollUp DAG';
 
+/** What ordering needs of a RollUp (the DAG check has no refresh times: all count as never refreshed). */
+type Ordered = Pick<Node, 'id' | 'name' | 'depends_on'> & { last_refreshed_at?: string | null };
+
 /** Least recently refreshed first (never refreshed first), then by name. */
-function urgency(a: Node, b: Node): number {
-  if (a.last_refreshed_at !== b.last_refreshed_at) {
-    if (a.last_refreshed_at === null) return -1;
-    if (b.last_refreshed_at === null) return 1;
+function urgency(a: Ordered, b: Ordered): number {
+  const x = a.last_refreshed_at ?? null;
+  const y = b.last_refreshed_at ?? null;
+  if (x !== y) {
+    if (x === null) return -1;
+    if (y === null) return 1;
     // Same session, same (UTC) rendering: the text orders as the time does.
-    return a.last_refreshed_at < b.last_refreshed_at ? -1 : 1;
+    return x < y ? -1 : 1;
   }
   return a.name.localeCompare(b.name);
 }
@@ -44,7 +49,7 @@ function urgency(a: Node, b: Node): number {
  * refreshed first. A run cut short by its deadline leaves the ones it refreshed stamped, so the
  * next run starts with the ones it did not reach.
  */
-export function refreshOrder(nodes: Node[], root?: string): { order: Node[]; cyclic: Node[] } {
+export function refreshOrder<N extends Ordered>(nodes: N[], root?: string): { order: N[]; cyclic: N[] } {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   let scope = nodes;
   if (root !== undefined) {
@@ -63,7 +68,7 @@ export function refreshOrder(nodes: Node[], root?: string): { order: Node[]; cyc
   }
   const inScope = new Set(scope.map((n) => n.id));
   const done = new Set<number>();
-  const order: Node[] = [];
+  const order: N[] = [];
   for (;;) {
     const ready = scope.filter(
       (n) => !done.has(n.id) && n.depends_on.every((d) => done.has(d) || !inScope.has(d)),
@@ -88,9 +93,9 @@ function lagReason(n: Node): string {
   return `refresh_lag ${n.refresh_lag} has not passed since its last refresh at ${n.last_refreshed_at} (due at ${n.due_at})`;
 }
 
-export const rollupRefresh: JobLogic = async ({ db, options, budget }) => {
-  const { rows } = await db.query<Node & Record<string, unknown>>(NODES_SQL);
-  const { order, cyclic } = refreshOrder(rows, options.rollup);
+const run: JobLogic = async (ctx) => {
+  const { rows } = await ctx.db.query<Node & Record<string, unknown>>(NODES_SQL);
+  const { order, cyclic } = refreshOrder(rows, ctx.options.rollup);
   const items: ItemResult[] = cyclic.map((n) => ({
     kind: 'rollup',
     name: n.name,
@@ -111,50 +116,36 @@ export const rollupRefresh: JobLogic = async ({ db, options, budget }) => {
       });
       continue;
     }
-    if (!mayStart(budget, items, 'rollup', n.name)) continue;
-    if (options.dryRun) {
-      items.push(
-        n.due
-          ? { kind: 'rollup', name: n.name, outcome: 'would-refresh' }
-          : { kind: 'rollup', name: n.name, outcome: 'skipped', reason: lagReason(n) },
-      );
-      continue;
-    }
-    const started = Date.now();
-    try {
-      const { result, notices } = await withNotices(db, () =>
-        db.query<{ refreshed: boolean }>('SELECT lakets.refresh_rollup($1) AS refreshed', [n.name]),
-      );
-      const durationMs = Date.now() - started;
-      // Refreshed when its last_refreshed_at moved; the reason for a skip from what was read before.
-      const after = await db.query<{ last_refreshed_at: string | null }>(
-        'SELECT last_refreshed_at::text FROM lakets._rollup_registry WHERE id = $1',
-        [n.id],
-      );
-      const moved = (after.rows[0]?.last_refreshed_at ?? null) !== n.last_refreshed_at;
-      const ours = result.rows[0]?.refreshed === true;
-      items.push({
-        kind: 'rollup',
-        name: n.name,
-        outcome: moved && ours ? 'refreshed' : 'skipped',
-        ...(moved && ours ? {} : { reason: skipReason(n, moved, after.rows.length > 0) }),
-        ...(notices.length > 0 ? { notices } : {}),
-        durationMs,
-      });
-    } catch (error) {
-      blocked.add(n.id);
-      items.push({
-        kind: 'rollup',
-        name: n.name,
-        outcome: 'failed',
-        reason: errorLine(error),
-        durationMs: Date.now() - started,
-      });
-    }
-    budget.spent(Date.now() - started);
+    const done = await attempt(ctx, items, { kind: 'rollup', name: n.name }, () => refresh(ctx, n));
+    if (done?.[0]?.outcome === 'failed') blocked.add(n.id);
   }
   return items;
 };
+
+/** One RollUp: in a dry run, whether it is due; else refresh_rollup() and what its registry row shows after. */
+async function refresh({ db, options }: JobContext, n: Node): Promise<ItemResult> {
+  if (options.dryRun) {
+    return n.due
+      ? { kind: 'rollup', name: n.name, outcome: 'would-refresh' }
+      : { kind: 'rollup', name: n.name, outcome: 'skipped', reason: lagReason(n) };
+  }
+  const result = await db.query<{ refreshed: boolean }>('SELECT lakets.refresh_rollup($1) AS refreshed', [
+    n.name,
+  ]);
+  // Refreshed when its last_refreshed_at moved; the reason for a skip from what was read before.
+  const after = await db.query<{ last_refreshed_at: string | null }>(
+    'SELECT last_refreshed_at::text FROM lakets._rollup_registry WHERE id = $1',
+    [n.id],
+  );
+  const moved = (after.rows[0]?.last_refreshed_at ?? null) !== n.last_refreshed_at;
+  const ours = result.rows[0]?.refreshed === true;
+  return {
+    kind: 'rollup',
+    name: n.name,
+    outcome: moved && ours ? 'refreshed' : 'skipped',
+    ...(moved && ours ? {} : { reason: skipReason(n, moved, after.rows.length > 0) }),
+  };
+}
 
 function skipReason(n: Node, moved: boolean, exists: boolean): string {
   if (!exists) return 'the RollUp is no longer in lakets._rollup_registry';
@@ -162,3 +153,79 @@ function skipReason(n: Node, moved: boolean, exists: boolean): string {
   if (!n.due) return lagReason(n);
   return 'not refreshed although refresh_lag had passed: refresh_rollup declined (another session was refreshing it, for one); the next run retries';
 }
+
+/** The names of RollUps on (or behind) a dependency cycle, or none: what refreshOrder cannot order. */
+export function findCycle(
+  rollups: Array<{ id: number; name: string; depends_on: number[] | null }>,
+): string[] {
+  return refreshOrder(rollups.map((r) => ({ ...r, depends_on: r.depends_on ?? [] }))).cyclic.map(
+    (r) => r.name,
+  );
+}
+
+/** The RollUp DAG: no cycle, and no dependency on a RollUp that does not exist. */
+async function checkDag({ db, add }: PreflightContext): Promise<void> {
+  const { rows } = await db.query<{ id: number; name: string; depends_on: number[] | null }>(
+    'SELECT id, name, depends_on FROM lakets._rollup_registry ORDER BY name',
+  );
+  const cycle = findCycle(rows);
+  const ids = new Set(rows.map((r) => r.id));
+  const dangling = rows.filter((r) => (r.depends_on ?? []).some((d) => !ids.has(d)));
+  if (cycle.length > 0)
+    add(
+      'rollup dag',
+      'fail',
+      `RollUps ${cycle.map(q).join(', ')} are on (or behind) a dependency cycle: none of them can be refreshed`,
+      'break the cycle: UPDATE lakets._rollup_registry SET depends_on = ... for one of them, or drop_rollup() it',
+    );
+  else if (dangling.length > 0)
+    add(
+      'rollup dag',
+      'fail',
+      `RollUps ${dangling.map((r) => q(r.name)).join(', ')} depend on RollUp ids that do not exist`,
+      'remove the missing ids from lakets._rollup_registry.depends_on',
+    );
+  else add('rollup dag', 'pass', `${rows.length} RollUps, no dependency cycle`);
+}
+
+export const rollupRefresh = defineJob({
+  name: 'rollup-refresh',
+  title: 'RollUp Refresh',
+  summary: 'Refreshes RollUps in dependency order, children before parents',
+  schedule: 'cron(0/15 * * * ? *)',
+  periodMinutes: 15,
+  timeoutMinutes: 10,
+  // 3 min + 1 min + 10 min of 15: no Lambda retry (it could not finish before the next run, which
+  // is the retry: refreshes are incremental and idempotent).
+  delivery: {
+    schedulerMaxEventAgeMinutes: 3,
+    schedulerRetryAttempts: 3,
+    lambdaMaxEventAgeMinutes: 1,
+    lambdaRetryAttempts: 0,
+  },
+  payload: ['dryRun', 'rollup', 'check'],
+  lockKey: 4,
+  run,
+  totals: (items) => ({
+    rollupsRefreshed: countItems(items, 'rollup', 'refreshed'),
+    rollupsSkipped: countItems(items, 'rollup', 'skipped'),
+    rollupsFailed: countItems(items, 'rollup', 'failed'),
+  }),
+  emits: [
+    { name: 'RollupsRefreshed', value: (t) => t.rollupsRefreshed },
+    { name: 'RollupsSkipped', value: (t) => t.rollupsSkipped },
+    { name: 'RollupsFailed', value: (t) => t.rollupsFailed },
+  ],
+  counted: 'refreshed',
+  needs: {
+    functions: [['refresh_rollup', 'text']],
+    tables: [
+      ['_chronotable_registry', ['SELECT']],
+      ['_chunk_metadata', ['SELECT']],
+      ['_rollup_registry', ['SELECT', 'UPDATE']],
+      ['_rollup_invalidation_log', ['SELECT', 'DELETE']],
+    ],
+    rollups: true,
+    checks: [{ name: 'rollup dag', run: checkDag }],
+  },
+});

@@ -1,52 +1,30 @@
 // Runs one job against a connected client: the per-database job lock, the job's logic, and the
 // report with its status and totals. The handler, the CLI, the demo and the tests all call this.
+import type { Job } from './definition.ts';
 import { errorLine } from './errors.ts';
-import { partitionManager } from './partition-manager.ts';
+import { type NoticeLog, noticeLog } from './notices.ts';
 import { PayloadError } from './payload.ts';
-import { retention } from './retention.ts';
-import { rollupRefresh } from './rollup-refresh.ts';
-import { tiering } from './tiering.ts';
-import type {
-  Budget,
-  ItemResult,
-  JobLogic,
-  JobName,
-  JobOptions,
-  JobReport,
-  Queryable,
-  RunStatus,
-} from './types.ts';
+import type { Budget, ItemResult, JobOptions, JobReport, Queryable, RunStatus } from './types.ts';
 
-const LOGIC: Record<JobName, JobLogic> = {
-  'partition-manager': partitionManager,
-  tiering,
-  retention,
-  'rollup-refresh': rollupRefresh,
-};
-
-// Session advisory lock (74170100, n) per job: one run of a job at a time per database. Released
-// on unlock or when the connection closes, so a crashed run never leaves it held.
+// Session advisory lock (74170100, the job's lockKey): one run of a job at a time per database.
+// Released on unlock or when the connection closes, so a crashed run never leaves it held.
 const JOB_LOCK_CLASS = 74170100;
-const JOB_LOCK_KEY: Record<JobName, number> = {
-  'partition-manager': 1,
-  tiering: 2,
-  retention: 3,
-  'rollup-refresh': 4,
-};
 
 export async function runJob(
-  job: JobName,
+  job: Job,
   db: Queryable,
   options: JobOptions,
   budget: Budget,
 ): Promise<JobReport> {
   const started = new Date();
+  const notices: NoticeLog = noticeLog(db);
   const finish = (status: RunStatus, items: ItemResult[], reason?: string): JobReport => {
     const finished = new Date();
+    const unfiled = notices.unfiled();
     const left = items.filter((i) => i.outcome === 'not-started').map((i) => i.name);
     const warnings = [...new Set(items.flatMap((i) => (i.warning ? [i.warning.message] : [])))];
     return {
-      job,
+      job: job.name,
       status,
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
@@ -55,37 +33,57 @@ export async function runJob(
       dryRun: options.dryRun,
       ...(reason ? { reason } : {}),
       items,
-      totals: totals(job, items),
+      totals: {
+        items: items.length,
+        failed: items.filter((i) => i.outcome === 'failed').length,
+        notStarted: left.length,
+        ...job.totals(items),
+      },
       ...(left.length > 0 ? { leftForNextRun: left } : {}),
       ...(warnings.length > 0 ? { warnings } : {}),
+      ...(unfiled.length > 0 ? { notices: unfiled } : {}),
     };
   };
 
+  try {
+    return await locked(job, db, options, budget, notices, finish);
+  } finally {
+    notices.close();
+  }
+}
+
+/** The run under the job lock (none for a dry run). */
+async function locked(
+  job: Job,
+  db: Queryable,
+  options: JobOptions,
+  budget: Budget,
+  notices: NoticeLog,
+  finish: (status: RunStatus, items: ItemResult[], reason?: string) => JobReport,
+): Promise<JobReport> {
   // A dry run changes nothing, so it neither needs nor blocks the lock.
   if (!options.dryRun) {
     const { rows } = await db.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS locked', [
       JOB_LOCK_CLASS,
-      JOB_LOCK_KEY[job],
+      job.lockKey,
     ]);
     if (!rows[0]?.locked) {
       return finish(
         'skipped',
         [],
-        `another ${job} run holds this database's job lock; this run changed nothing`,
+        `another ${job.name} run holds this database's job lock; this run changed nothing`,
       );
     }
   }
   try {
-    const items = await LOGIC[job]({ db, options, budget });
+    const items = await job.run({ db, options, budget, notices });
     return finish(statusOf(items, options.dryRun), items);
   } catch (error) {
     if (error instanceof PayloadError) throw error;
     return finish('failed', [], errorLine(error));
   } finally {
     if (!options.dryRun) {
-      await db
-        .query('SELECT pg_advisory_unlock($1, $2)', [JOB_LOCK_CLASS, JOB_LOCK_KEY[job]])
-        .catch(() => {});
+      await db.query('SELECT pg_advisory_unlock($1, $2)', [JOB_LOCK_CLASS, job.lockKey]).catch(() => {});
     }
   }
 }
@@ -98,42 +96,4 @@ function statusOf(items: ItemResult[], dryRun: boolean): RunStatus {
   if (dryRun) return 'dry-run';
   // Nothing failed, but for some items nothing could be proven: not a bare `ok`.
   return items.some((i) => i.warning) ? 'warning' : 'ok';
-}
-
-function totals(job: JobName, items: ItemResult[]): Record<string, number> {
-  const chunks = (outcome: ItemResult['outcome']) =>
-    items.filter((i) => i.kind === 'chunk' && i.outcome === outcome).length;
-  const rollups = (outcome: ItemResult['outcome']) =>
-    items.filter((i) => i.kind === 'rollup' && i.outcome === outcome).length;
-  const unreadable = items.filter((i) => i.warning?.code === 'SyncStateUnreadable').length;
-  const created = items
-    .filter((i) => i.kind === 'table' && i.outcome === 'created')
-    .reduce((n, i) => n + (i.count ?? 0), 0);
-  return {
-    items: items.length,
-    failed: items.filter((i) => i.outcome === 'failed').length,
-    notStarted: items.filter((i) => i.outcome === 'not-started').length,
-    ...(job === 'partition-manager' ? { partitionsCreated: created } : {}),
-    ...(job === 'tiering'
-      ? {
-          chunksTiered: chunks('tiered'),
-          chunksDeferred: chunks('deferred'),
-          syncStateUnreadable: unreadable,
-        }
-      : {}),
-    ...(job === 'retention'
-      ? {
-          chunksDropped: chunks('dropped'),
-          chunksDeferred: chunks('deferred'),
-          syncStateUnreadable: unreadable,
-        }
-      : {}),
-    ...(job === 'rollup-refresh'
-      ? {
-          rollupsRefreshed: rollups('refreshed'),
-          rollupsSkipped: rollups('skipped'),
-          rollupsFailed: rollups('failed'),
-        }
-      : {}),
-  };
 }

@@ -7,7 +7,7 @@
 // last_write_lsn (shared/lakets-contract.md). The access check reads pg_namespace/pg_class only:
 // naming wal2delta in a query (or to_regclass) raises when the role lacks USAGE on it.
 import { formatTable } from './payload.ts';
-import type { Queryable } from './types.ts';
+import type { ItemResult, Queryable } from './types.ts';
 
 /** Whether this role can read wal2delta.tables; when not, why (one line, with the fix's subject). */
 export type SyncAccess = { readable: true } | { readable: false; reason: string };
@@ -151,4 +151,9 @@ function lsn(text: string): bigint {
 
 function formatIdent(name: string): string {
   return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+}
+
+/** How many items say nothing could be proven because this role cannot read Sync's state. */
+export function unreadableItems(items: ItemResult[]): number {
+  return items.filter((i) => i.warning?.code === 'SyncStateUnreadable').length;
 }

@@ -5,20 +5,11 @@
 // NOTICEs are kept as evidence only. A synced table whose Sync state the role cannot read carries a
 // SyncStateUnreadable warning. Stamps last_run_at on every tiering-kind policy of a table once it has been evaluated (the
 // public job stamps only 'tiering', and only when there were candidates).
-import { mayStart } from './budget.ts';
+import { attempt } from './attempt.ts';
+import { defineJob } from './definition.ts';
 import { errorLine } from './errors.ts';
-import { withNotices } from './notices.ts';
-import {
-  notDurableReason,
-  readChunks,
-  readShadows,
-  type ShadowRow,
-  type ShadowState,
-  type SyncAccess,
-  shadowSql,
-  shadowState,
-  syncAccess,
-} from './sync-state.ts';
+import { DAILY_DELIVERY, gatedParts } from './gated.ts';
+import * as sync from './sync-state.ts';
 import { type ChronoTable, policyTables } from './targets.ts';
 import type { ItemResult, JobContext, JobLogic } from './types.ts';
 
@@ -31,14 +22,14 @@ interface Candidate {
 }
 
 interface Evaluation {
-  shadow: ShadowState;
+  shadow: sync.ShadowState;
   candidates: Candidate[];
 }
 
 // Every table's candidates and its shadow's state in one round trip (a job over 1,000 tables is
 // then as cheap as the same calls from one psql session); per table only when the batch fails.
-function evaluateSql(access: SyncAccess): string {
-  const { joins, columns } = shadowSql(access);
+function evaluateSql(access: sync.SyncAccess): string {
+  const { joins, columns } = sync.shadowSql(access);
   return `
   SELECT r.id, r.shadow_table_name, ${columns},
          coalesce((SELECT json_agg(json_build_object(
@@ -50,21 +41,21 @@ function evaluateSql(access: SyncAccess): string {
    WHERE r.id = ANY ($1::int[])`;
 }
 
-type EvaluationRow = ShadowRow & { id: number; candidates: Candidate[] };
+type EvaluationRow = sync.ShadowRow & { id: number; candidates: Candidate[] };
 
 async function evaluate(
   db: JobContext['db'],
-  access: SyncAccess,
+  access: sync.SyncAccess,
   ids: number[],
 ): Promise<Map<number, Evaluation>> {
   const { rows } = await db.query<EvaluationRow>(evaluateSql(access), [ids]);
-  return new Map(rows.map((r) => [r.id, { shadow: shadowState(r, access), candidates: r.candidates }]));
+  return new Map(rows.map((r) => [r.id, { shadow: sync.shadowState(r, access), candidates: r.candidates }]));
 }
 
-export const tiering: JobLogic = async (ctx) => {
+const run: JobLogic = async (ctx) => {
   const items: ItemResult[] = [];
   const tables = await policyTables(ctx, KINDS, items);
-  const access = await syncAccess(ctx.db);
+  const access = await sync.syncAccess(ctx.db);
   let batch: Map<number, Evaluation> | undefined;
   try {
     batch = await evaluate(
@@ -78,14 +69,22 @@ export const tiering: JobLogic = async (ctx) => {
   const evaluated: number[] = [];
   const attempts: Attempt[] = [];
   for (const t of tables) {
-    if (!mayStart(ctx.budget, items, 'table', t.name)) continue;
-    try {
-      const evaluation = batch?.get(t.id) ?? (await evaluate(ctx.db, access, [t.id])).get(t.id);
+    let evaluation: Evaluation | undefined;
+    const table = await attempt(ctx, items, { kind: 'table', name: t.name }, async () => {
+      evaluation = batch?.get(t.id) ?? (await evaluate(ctx.db, access, [t.id])).get(t.id);
       if (!evaluation) throw new Error(`${t.name} is no longer a ChronoTable`);
-      attempts.push(...(await tierTable(ctx, t, evaluation, items)));
-      evaluated.push(t.id);
-    } catch (error) {
-      items.push({ kind: 'table', name: t.name, outcome: 'failed', reason: errorLine(error) });
+      return tableItems(t, evaluation);
+    });
+    if (!evaluation || table?.[0]?.outcome === 'failed') continue;
+    evaluated.push(t.id);
+    for (const c of evaluation.candidates) {
+      const chunk = await attempt(ctx, items, { kind: 'chunk', name: c.name }, () =>
+        tierChunk(ctx, evaluation as Evaluation, c),
+      );
+      const item = chunk?.[0];
+      if (!ctx.options.dryRun && item?.outcome === 'deferred') {
+        attempts.push({ table: t.id, chunk: c, before: evaluation.shadow, item });
+      }
     }
   }
   await settle(ctx.db, access, attempts);
@@ -115,20 +114,13 @@ interface Attempt {
   table: number;
   chunk: Candidate;
   /** Lakehouse Sync's state for the shadow before the call. */
-  before: ShadowState;
-  notices: string[];
-  durationMs: number;
+  before: sync.ShadowState;
   /** Its report item, settled from the state read after all the calls. */
   item: ItemResult;
 }
 
-/** Calls tier_chunk for each candidate; returns the calls made, their items still to settle. */
-async function tierTable(
-  { db, options, budget }: JobContext,
-  t: ChronoTable,
-  { shadow, candidates }: Evaluation,
-  items: ItemResult[],
-): Promise<Attempt[]> {
+/** The table's own item, when it has something to say: no candidates, or a Sync state it cannot read. */
+function tableItems(t: ChronoTable, { shadow, candidates }: Evaluation): ItemResult[] {
   // Nothing can be proven for a synced table whose Sync state this role cannot read: say so once.
   const warning = shadow.unreadable
     ? {
@@ -137,52 +129,43 @@ async function tierTable(
       }
     : undefined;
   if (candidates.length === 0) {
-    items.push({
-      kind: 'table',
-      name: t.name,
-      outcome: 'unchanged',
-      count: 0,
-      reason:
-        shadow.reason === null
-          ? 'no active chunk is older than the tiering policy'
-          : `${shadow.reason}: nothing can be proven durable (fail-closed)`,
-      ...(warning ? { warning } : {}),
-    });
-    return [];
+    return [
+      {
+        kind: 'table',
+        name: t.name,
+        outcome: 'unchanged',
+        count: 0,
+        reason:
+          shadow.reason === null
+            ? 'no active chunk is older than the tiering policy'
+            : `${shadow.reason}: nothing can be proven durable (fail-closed)`,
+        ...(warning ? { warning } : {}),
+      },
+    ];
   }
-  if (warning) items.push({ kind: 'table', name: t.name, outcome: 'unchanged', count: 0, warning });
-  const attempts: Attempt[] = [];
-  for (const c of candidates) {
-    if (!mayStart(budget, items, 'chunk', c.name)) continue;
-    if (options.dryRun) {
-      const reason = notDurableReason(shadow, c.last_write_lsn);
-      items.push({
-        kind: 'chunk',
-        name: c.name,
-        outcome: reason === null ? 'would-tier' : 'deferred',
-        ...(reason === null ? {} : { reason }),
-      });
-      continue;
-    }
-    const started = Date.now();
-    try {
-      const { notices } = await withNotices(db, () => db.query('SELECT lakets.tier_chunk($1)', [c.name]));
-      const item: ItemResult = { kind: 'chunk', name: c.name, outcome: 'deferred' };
-      attempts.push({
-        table: t.id,
-        chunk: c,
-        before: shadow,
-        notices,
-        durationMs: Date.now() - started,
-        item,
-      });
-      items.push(item);
-    } catch (error) {
-      items.push({ kind: 'chunk', name: c.name, outcome: 'failed', reason: errorLine(error) });
-    }
-    budget.spent(Date.now() - started);
+  return warning ? [{ kind: 'table', name: t.name, outcome: 'unchanged', count: 0, warning }] : [];
+}
+
+/**
+ * One candidate: in a dry run, whether it would be tiered; else tier_chunk, its outcome left
+ * `deferred` until settle() reads the chunk's state after all the calls.
+ */
+async function tierChunk(
+  { db, options }: JobContext,
+  { shadow }: Evaluation,
+  c: Candidate,
+): Promise<ItemResult> {
+  if (options.dryRun) {
+    const reason = sync.notDurableReason(shadow, c.last_write_lsn);
+    return {
+      kind: 'chunk',
+      name: c.name,
+      outcome: reason === null ? 'would-tier' : 'deferred',
+      ...(reason === null ? {} : { reason }),
+    };
   }
-  return attempts;
+  await db.query('SELECT lakets.tier_chunk($1)', [c.name]);
+  return { kind: 'chunk', name: c.name, outcome: 'deferred' };
 }
 
 /**
@@ -190,20 +173,21 @@ async function tierTable(
  * deferral's reason from its last_write_lsn and Lakehouse Sync's state (read only for the tables
  * with a chunk left active).
  */
-async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attempt[]): Promise<void> {
+async function settle(db: JobContext['db'], access: sync.SyncAccess, attempts: Attempt[]): Promise<void> {
   if (attempts.length === 0) return;
   try {
-    const now = await readChunks(
+    const now = await sync.readChunks(
       db,
       attempts.map((a) => a.chunk.id),
     );
     const left = attempts.filter((a) => now.get(a.chunk.id)?.status === 'active');
     const shadows =
-      left.length > 0 ? await readShadows(db, access, [...new Set(left.map((a) => a.table))]) : new Map();
+      left.length > 0
+        ? await sync.readShadows(db, access, [...new Set(left.map((a) => a.table))])
+        : new Map();
     for (const a of attempts) {
       const chunk = now.get(a.chunk.id);
       const item = a.item;
-      Object.assign(item, { durationMs: a.durationMs }, a.notices.length > 0 ? { notices: a.notices } : {});
       if (chunk?.status === 'tiered') {
         item.outcome = 'tiered';
       } else if (!chunk) {
@@ -213,10 +197,10 @@ async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attemp
         item.outcome = 'skipped';
         item.reason = `status is ${chunk.status}, only active chunks are tiered`;
       } else {
-        const after: ShadowState | undefined = shadows.get(a.table);
+        const after: sync.ShadowState | undefined = shadows.get(a.table);
         item.reason =
-          (after ? notDurableReason(after, chunk.last_write_lsn) : null) ??
-          notDurableReason(a.before, a.chunk.last_write_lsn) ??
+          (after ? sync.notDurableReason(after, chunk.last_write_lsn) : null) ??
+          sync.notDurableReason(a.before, a.chunk.last_write_lsn) ??
           "tier_chunk left it active although Lakehouse Sync's state read before and after proves it durable (it changed during the call?); the next run retries";
       }
     }
@@ -226,3 +210,31 @@ async function settle(db: JobContext['db'], access: SyncAccess, attempts: Attemp
     for (const a of attempts) Object.assign(a.item, { outcome: 'failed', reason: why });
   }
 }
+
+const parts = gatedParts(
+  { total: 'chunksTiered', outcome: 'tiered', metric: 'ChunksTiered' },
+  'ChunksTieringDeferred',
+  [
+    ['_get_chunks_to_tier', 'text, text'],
+    ['tier_chunk', 'text'],
+  ],
+);
+
+export const tiering = defineJob({
+  name: 'tiering',
+  title: 'Tiering',
+  summary: 'Flags cold chunks that are durable in Unity Catalog as tiered',
+  schedule: 'cron(0 2 * * ? *)',
+  periodMinutes: 24 * 60,
+  timeoutMinutes: 15,
+  // A late Tiering may overlap Retention (03:00): safe, Retention is gated on UC durability itself
+  // and defers what is not yet durable to the next day.
+  delivery: DAILY_DELIVERY,
+  payload: ['dryRun', 'tables', 'check'],
+  lockKey: 2,
+  run,
+  totals: parts.totals,
+  emits: parts.emits,
+  counted: 'chunks tiered',
+  needs: parts.needs,
+});

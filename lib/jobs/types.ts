@@ -1,5 +1,6 @@
 // The shapes every job shares: what a run is asked to do, and the report it returns.
-import type { JobName } from './catalog.ts';
+import type { NoticeLog } from './notices.ts';
+import type { JobName } from './spec.ts';
 
 export type { JobName };
 
@@ -85,13 +86,16 @@ export interface JobReport {
   leftForNextRun?: string[];
   /** What kept the run from proving anything for some items (distinct item warnings), with the fix. */
   warnings?: string[];
+  /** NOTICE/WARNING text the server sent outside any item, verbatim (evidence, like an item's). */
+  notices?: string[];
 }
 
-/** What a job's logic gets: a connected client (autocommit), its options, and a time budget. */
+/** What a job's logic gets: a connected client (autocommit), its options, a time budget, the run's NOTICEs. */
 export interface JobContext {
   db: Queryable;
   options: JobOptions;
   budget: Budget;
+  notices: NoticeLog;
 }
 
 /** The part of pg.Client the jobs use (so a pool client or a plain client both fit). */

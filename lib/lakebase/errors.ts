@@ -99,3 +99,21 @@ export function describeError(error: unknown): string {
   const text = error instanceof Error ? error.message || error.name : String(error);
   return oneLine(redact(text));
 }
+
+export const GRANTS_FIX = (role: string) =>
+  `an admin runs \`npm run grants -- ${role}\` and the README "Service principal, secret and Postgres role" steps`;
+
+/** A Postgres error from a query, explained when it is a missing privilege (42501); anything else as it was. */
+export function explainPostgresError(error: unknown, role: string): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === '42501') {
+    // The server message names the object, e.g. `permission denied for table metrics`.
+    return new LakebaseError(
+      'PG_PRIVILEGE_MISSING',
+      // "(SQLSTATE 42501)" as every other Postgres error line has it: what an operator searches for.
+      `role "${role}" lacks a privilege: ${describeError(error)} (SQLSTATE 42501): ${GRANTS_FIX(role)}`,
+      { pgCode: '42501' },
+    );
+  }
+  return error;
+}

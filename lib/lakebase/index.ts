@@ -9,11 +9,16 @@ export {
   getConnector,
 } from './connector.ts';
 export { MIN_CREDENTIAL_REMAINING_MS } from './credentials.ts';
-export { describeError, LakebaseError, type LakebaseErrorCode, redact } from './errors.ts';
+export {
+  describeError,
+  explainPostgresError,
+  LakebaseError,
+  type LakebaseErrorCode,
+  redact,
+} from './errors.ts';
 export { type Log, silentLog } from './log.ts';
 export {
   CONNECT_TIMEOUT_MS,
-  explainPostgresError,
   LOCK_TIMEOUT_MS,
   type NoticeHandler,
   type SessionOptions,

@@ -4,7 +4,7 @@
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import pg from 'pg';
-import { describeError, LakebaseError } from './errors.ts';
+import { describeError, GRANTS_FIX, LakebaseError } from './errors.ts';
 import type { Log } from './log.ts';
 import { tlsFailureCode } from './tls.ts';
 
@@ -96,23 +96,6 @@ export interface ConnectContext {
   user: string;
   database: string;
   log: Log;
-}
-
-const GRANTS_FIX = (role: string) =>
-  `an admin runs \`npm run grants -- ${role}\` and the README "Service principal, secret and Postgres role" steps`;
-
-/** A Postgres error from a query, explained when it is about privileges or login. */
-export function explainPostgresError(error: unknown, role: string): unknown {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === '42501') {
-    // The server message names the object, e.g. `permission denied for table metrics`.
-    return new LakebaseError(
-      'PG_PRIVILEGE_MISSING',
-      `role "${role}" lacks a privilege: ${describeError(error)} (42501): ${GRANTS_FIX(role)}`,
-      { pgCode: '42501' },
-    );
-  }
-  return error;
 }
 
 function connectError(error: unknown, ctx: ConnectContext, connectTimeoutMs: number): LakebaseError {

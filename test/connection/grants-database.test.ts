@@ -10,6 +10,7 @@ import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { applyGrants, grantStatements, planGrants } from '../../lib/grants.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
+import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobOptions } from '../../lib/jobs/types.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
@@ -68,7 +69,7 @@ async function makeWork(): Promise<void> {
 async function runAs(user: { name: string; password: string }, job: JobName) {
   const client = await db.connect({ user: user.name, password: user.password });
   try {
-    return await runJob(job, client, scheduled, unlimited);
+    return await runJob(jobNamed(job), client, scheduled, unlimited);
   } finally {
     await client.end();
   }

@@ -4,6 +4,7 @@ import { beforeAll, expect, it, vi } from 'vitest';
 import { lambdaContext } from '../../dev/lambda-context.ts';
 import { applyGrants } from '../../lib/grants.ts';
 import { makeHandler } from '../../lib/job-handler.ts';
+import { jobNamed } from '../../lib/jobs/catalog.ts';
 import type { CheckReport } from '../../lib/jobs/check.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
 import { leakedSecrets, startWorld, type World } from '../connection/world.ts';
@@ -39,7 +40,7 @@ beforeAll(async () => {
 it('passes for every job over verified TLS as the service principal’s role, and changes nothing', async () => {
   const before = await stateFingerprint(world.admin);
   for (const job of ['partition-manager', 'tiering', 'retention', 'rollup-refresh'] as const) {
-    const report = (await makeHandler(job, { connector: world.deps() })(
+    const report = (await makeHandler(jobNamed(job), { connector: world.deps() })(
       { check: true },
       lambdaContext(job),
     )) as CheckReport;

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { lambdaContext, schedulerEvent } from '../../dev/lambda-context.ts';
 import { grantStatements } from '../../lib/grants.ts';
 import { JobFailed, makeHandler } from '../../lib/job-handler.ts';
+import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { PayloadError } from '../../lib/jobs/payload.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import type { ConnectorDeps } from '../../lib/lakebase/index.ts';
@@ -29,7 +30,7 @@ const handlers = new Map<JobName, ReturnType<typeof makeHandler>>();
 function handler(job: JobName) {
   let h = handlers.get(job);
   if (!h) {
-    h = makeHandler(job, { connector: deps });
+    h = makeHandler(jobNamed(job), { connector: deps });
     handlers.set(job, h);
   }
   return h;
@@ -134,6 +135,11 @@ describe('scheduled runs through the Databricks path', () => {
     const deferred = tiering.items.find((i) => i.name === late);
     expect(deferred).toMatchObject({ outcome: 'deferred' });
     expect(deferred?.reason).toMatch(/behind the chunk's last_write_lsn/);
+    // LakeTS's deferral NOTICE is filed with its item, and logged with it.
+    expect(deferred?.notices).toEqual([expect.stringContaining(`tiering deferred chunk ${late}`)]);
+    expect(output.filter((line) => line.includes(`tiering deferred chunk ${late}`)).length).toBeGreaterThan(
+      0,
+    );
     expect(lastMetrics('tiering')).toMatchObject({
       ChunksTiered: tiering.totals['chunksTiered'],
       ChunksTieringDeferred: 1,

@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { jobEnvironment, type LakeTsConfig, parseConfig as parseContext } from '../../infra/config.ts';
 import { defineApp } from '../../infra/stack.ts';
 import { parseConfig as parseEnvironment } from '../../lib/config.ts';
-import { JOB_NAMES, METRICS_NAMESPACE } from '../../lib/jobs/catalog.ts';
+import { JOB_NAMES } from '../../lib/jobs/catalog.ts';
+import { METRICS_NAMESPACE } from '../../lib/jobs/spec.ts';
 import {
   ConfigError,
   type ContextKey,

@@ -1,8 +1,11 @@
 // The default deployment (secret by name, email alarms), scheduled in a non-UTC time zone.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { missedRunWindow } from '../../infra/monitoring.ts';
-import { JOB_NAMES, JOBS, METRIC_NAMES, METRICS_NAMESPACE } from '../../lib/jobs/catalog.ts';
+import { JOB_LIST, JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
+import { METRIC_NAMES, METRICS_NAMESPACE } from '../../lib/jobs/spec.ts';
 import { normaliseTemplate } from './normalise.ts';
 import {
   acknowledgements,
@@ -109,6 +112,35 @@ function queueIds(): [string, string] {
   if (!failure || !dlq) throw new Error(`queues: ${ids.join(', ')}`);
   return [failure, dlq];
 }
+
+describe('bundles', () => {
+  // The LakeTS functions only one job calls, as its SQL names them (`lakets.tier_chunk(`): a bundle
+  // holding another job's logic holds that job's calls.
+  const ownCalls = (job: (typeof JOB_LIST)[number]) =>
+    job.needs.functions
+      .map(([fn]) => fn)
+      .filter((fn) =>
+        JOB_LIST.every((other) => other === job || other.needs.functions.every(([f]) => f !== fn)),
+      )
+      .map((fn) => `lakets.${fn}(`);
+  const bundleOf = (job: string) => {
+    // The code's S3 key is the asset's hash: the assembly holds the bundle in asset.<hash>/.
+    const key = functionOf(job)[1].Properties.Code.S3Key as string;
+    return join(synthesized.directory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs');
+  };
+
+  it.each(JOB_NAMES)('%s: its bundle holds its own job and no other', (name) => {
+    const code = readFileSync(bundleOf(name), 'utf8');
+    for (const job of JOB_LIST) {
+      const calls = ownCalls(job);
+      expect(calls.length).toBeGreaterThan(0);
+      for (const call of calls) {
+        if (job.name === name) expect(code).toContain(call);
+        else expect(code, `${name} bundle holds ${job.name}'s ${call}`).not.toContain(call);
+      }
+    }
+  });
+});
 
 describe('schedules', () => {
   const expressions = {

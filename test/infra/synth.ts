@@ -22,6 +22,8 @@ export interface Synthesized {
   // biome-ignore lint/suspicious/noExplicitAny: a CloudFormation template is untyped JSON
   readonly template: Record<string, any>;
   readonly report: ValidationReport;
+  /** The cloud assembly's directory (the functions' bundles are its asset.<hash>/index.mjs). */
+  readonly directory: string;
 }
 
 /** Synthesizes like `cdk synth` does; throws if cdk-nag (or any validation plugin) reports an error. */
@@ -31,7 +33,7 @@ export function synth(context: Record<string, unknown>): Synthesized {
   const assembly = app.synth();
   const template = assembly.getStackByName(stack.stackName).template;
   const report = JSON.parse(readFileSync(join(assembly.directory, 'validation-report.json'), 'utf8'));
-  return { app, stack, template, report };
+  return { app, stack, template, report, directory: assembly.directory };
 }
 
 /**

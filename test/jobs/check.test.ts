@@ -9,15 +9,17 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { lambdaContext } from '../../dev/lambda-context.ts';
 import { applyGrants, quoteIdentifier } from '../../lib/grants.ts';
 import { CheckFailed, jobHandler } from '../../lib/job-handler.ts';
-import { type CheckReport, findCycle, preflight } from '../../lib/jobs/check.ts';
+import { JOB_LIST, JOBS } from '../../lib/jobs/catalog.ts';
+import { type CheckReport, preflight } from '../../lib/jobs/check.ts';
 import { PayloadError, parseInvocation } from '../../lib/jobs/payload.ts';
+import { findCycle } from '../../lib/jobs/rollup-refresh.ts';
 import { observability } from '../../lib/observability.ts';
 import { buildEstate } from '../reliability/support/scenario.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 import { installWal2delta, stateFingerprint } from '../support/lakets-fixtures.ts';
 import { callerRights } from '../support/public-rights-grid.ts';
 
-const ALL = ['partition-manager', 'tiering', 'retention', 'rollup-refresh'] as const;
+const ALL = JOB_LIST;
 const script = join(import.meta.dirname, '../../scripts/check.ts');
 const suffix = randomBytes(3).toString('hex');
 
@@ -134,7 +136,7 @@ describe('against the compatible schema (definer rights)', () => {
       await admin.query(
         `UPDATE lakets._rollup_registry SET depends_on = ARRAY(SELECT id FROM lakets._rollup_registry WHERE name = 'chk_d') WHERE name = 'chk_h'`,
       );
-      const report = await preflight(admin, ['rollup-refresh'], { tlsRequired: false });
+      const report = await preflight(admin, [JOBS['rollup-refresh']], { tlsRequired: false });
       expect(failed(report)['rollup dag']).toMatch(
         /"chk_d", "chk_h" are on \(or behind\) a dependency cycle/,
       );
@@ -178,10 +180,13 @@ describe('against the public LakeTS’s caller’s rights', () => {
 
 describe('{"check": true} to a handler', () => {
   it('is a payload of its own', () => {
-    expect(parseInvocation('retention', { check: true })).toMatchObject({ check: true, trigger: 'manual' });
-    expect(parseInvocation('retention', { check: false }).check).toBeUndefined();
-    expect(() => parseInvocation('retention', { check: true, dryRun: true })).toThrow(PayloadError);
-    expect(() => parseInvocation('tiering', { check: 'yes' })).toThrow(/"check" must be true or false/);
+    expect(parseInvocation(JOBS.retention, { check: true })).toMatchObject({
+      check: true,
+      trigger: 'manual',
+    });
+    expect(parseInvocation(JOBS.retention, { check: false }).check).toBeUndefined();
+    expect(() => parseInvocation(JOBS.retention, { check: true, dryRun: true })).toThrow(PayloadError);
+    expect(() => parseInvocation(JOBS.tiering, { check: 'yes' })).toThrow(/"check" must be true or false/);
   });
 
   it('returns the report when it passes, and is a Lambda error with the report logged when it fails', async () => {
@@ -193,14 +198,14 @@ describe('{"check": true} to a handler', () => {
     try {
       process.env['LAKETS_DATABASE_URL'] = ok.url;
       // The public-like rights are on, but RollUp Refresh needs no partition DDL: it passes.
-      const report = (await jobHandler('rollup-refresh', tools)(
+      const report = (await jobHandler(JOBS['rollup-refresh'], tools)(
         { check: true },
         lambdaContext('rollup-refresh'),
       )) as CheckReport;
       expect(report).toMatchObject({ check: true, status: 'pass', jobs: ['rollup-refresh'] });
       // The configuration is read once per container: the same role, now missing a privilege.
       await admin.query(`REVOKE EXECUTE ON FUNCTION lakets.refresh_rollup(text) FROM chk_h1_${suffix}`);
-      const error = await jobHandler('rollup-refresh', tools)(
+      const error = await jobHandler(JOBS['rollup-refresh'], tools)(
         { check: true },
         lambdaContext('rollup-refresh'),
       ).catch((e: unknown) => e);

@@ -3,6 +3,7 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { timeBudget, unlimited } from '../../lib/jobs/budget.ts';
+import { JOBS } from '../../lib/jobs/catalog.ts';
 import { PayloadError } from '../../lib/jobs/payload.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobOptions, JobReport } from '../../lib/jobs/types.ts';
@@ -49,7 +50,7 @@ describe('Partition Manager', () => {
       }
     }
     const dry = await runJob(
-      'partition-manager',
+      JOBS['partition-manager'],
       admin,
       manual({ dryRun: true, tables: [{ schema: 'public', table: 'pm_a' }] }),
       unlimited,
@@ -60,7 +61,7 @@ describe('Partition Manager', () => {
     ]);
 
     const before = await stateFingerprint(admin);
-    const first = await runJob('partition-manager', admin, scheduled, unlimited);
+    const first = await runJob(JOBS['partition-manager'], admin, scheduled, unlimited);
     expect(first.status).toBe('ok');
     expect(first.trigger).toBe('schedule');
     expect(outcomes(first, 'table')).toMatchObject({ 'public.pm_a': 'created', 'public.pm_b': 'created' });
@@ -69,7 +70,7 @@ describe('Partition Manager', () => {
     expect(await stateFingerprint(admin)).not.toBe(before);
 
     const settled = await stateFingerprint(admin);
-    const second = await runJob('partition-manager', admin, scheduled, unlimited);
+    const second = await runJob(JOBS['partition-manager'], admin, scheduled, unlimited);
     expect(second.status).toBe('ok');
     expect(second.totals['partitionsCreated']).toBe(0);
     expect(second.items.every((i) => i.outcome === 'unchanged')).toBe(true);
@@ -88,7 +89,7 @@ describe('Partition Manager', () => {
     await admin.query(
       `DELETE FROM lakets._chunk_metadata WHERE chronotable_id = (SELECT id FROM lakets._chronotable_registry WHERE table_name = 'pm_ok') AND range_start > now() + interval '1 day'`,
     );
-    const report = await runJob('partition-manager', admin, scheduled, unlimited);
+    const report = await runJob(JOBS['partition-manager'], admin, scheduled, unlimited);
     expect(report.status).toBe('partial');
     const failed = report.items.find((i) => i.name === 'public.pm_broken');
     expect(failed?.outcome).toBe('failed');
@@ -101,7 +102,7 @@ describe('Partition Manager', () => {
     const before = await stateFingerprint(admin);
     await expect(
       runJob(
-        'partition-manager',
+        JOBS['partition-manager'],
         admin,
         manual({ tables: [{ schema: 'public', table: 'nope' }] }),
         unlimited,
@@ -127,9 +128,9 @@ describe('Tiering and Retention', () => {
     const late = await lateWrite(admin, 'tr_main', 6);
 
     const only = manual({ tables: [{ schema: 'public', table: 'tr_main' }] });
-    const dry = await runJob('tiering', admin, { ...only, dryRun: true }, unlimited);
+    const dry = await runJob(JOBS.tiering, admin, { ...only, dryRun: true }, unlimited);
     const before = await stateFingerprint(admin);
-    const report = await runJob('tiering', admin, only, unlimited);
+    const report = await runJob(JOBS.tiering, admin, only, unlimited);
     expect(report.status).toBe('ok');
     const chunks = outcomes(report, 'chunk');
     expect(chunks[late]).toBe('deferred');
@@ -160,7 +161,7 @@ describe('Tiering and Retention', () => {
     // Retention: the late chunk (6 days old) is not past drop_after; move the gate's view with a later write
     // into an old tiered chunk, which must then be deferred until Sync catches up.
     const lateOld = await lateWrite(admin, 'tr_main', 10);
-    const ret = await runJob('retention', admin, only, unlimited);
+    const ret = await runJob(JOBS.retention, admin, only, unlimited);
     expect(ret.status).toBe('ok');
     const retChunks = outcomes(ret, 'chunk');
     expect(retChunks[lateOld]).toBe('deferred');
@@ -175,10 +176,10 @@ describe('Tiering and Retention', () => {
 
     // Once Sync catches up, the next run drops it, and a further run changes nothing.
     await syncCaughtUp(admin, 'tr_main');
-    const caughtUp = await runJob('retention', admin, only, unlimited);
+    const caughtUp = await runJob(JOBS.retention, admin, only, unlimited);
     expect(outcomes(caughtUp, 'chunk')[lateOld]).toBe('dropped');
     const settled = await stateFingerprint(admin, { ignoreRunStamps: true });
-    const again = await runJob('retention', admin, only, unlimited);
+    const again = await runJob(JOBS.retention, admin, only, unlimited);
     expect(again.totals['chunksDropped']).toBe(0);
     expect(await stateFingerprint(admin, { ignoreRunStamps: true })).toBe(settled);
   });
@@ -192,7 +193,7 @@ describe('Tiering and Retention', () => {
     await admin.query(`SELECT lakets.enable_sync('tr_twice')`);
     await syncCaughtUp(admin, 'tr_twice');
     const report = await runJob(
-      'retention',
+      JOBS.retention,
       admin,
       manual({ tables: [{ schema: 'public', table: 'tr_twice' }] }),
       unlimited,
@@ -219,7 +220,7 @@ describe('Tiering and Retention', () => {
     await admin.query(`SELECT lakets.enable_sync('tr_force')`);
     await syncCaughtUp(admin, 'tr_force', 'SNAPSHOTTING');
     const gated = await runJob(
-      'retention',
+      JOBS.retention,
       admin,
       manual({ tables: [{ schema: 'public', table: 'tr_force' }] }),
       unlimited,
@@ -228,7 +229,7 @@ describe('Tiering and Retention', () => {
     expect(gated.totals['chunksDeferred']).toBeGreaterThanOrEqual(2);
     expect(gated.items.find((i) => i.outcome === 'deferred')?.reason).toMatch(/SNAPSHOTTING, not STREAMING/);
     const forced = await runJob(
-      'retention',
+      JOBS.retention,
       admin,
       manual({ tables: [{ schema: 'public', table: 'tr_force' }], force: true }),
       unlimited,
@@ -286,7 +287,7 @@ describe('RollUp Refresh', () => {
 
   it('refreshes in dependency order, and skips a RollUp whose refresh_lag has not passed', async () => {
     await admin.query(`INSERT INTO ru_src VALUES (now(), 'd9', 5)`);
-    const report = await runJob('rollup-refresh', admin, scheduled, unlimited);
+    const report = await runJob(JOBS['rollup-refresh'], admin, scheduled, unlimited);
     expect(report.status).toBe('ok');
     const names = report.items.map((i) => i.name);
     expect(names.indexOf('ru_h')).toBeLessThan(names.indexOf('ru_d'));
@@ -300,7 +301,7 @@ describe('RollUp Refresh', () => {
     await admin.query(
       `UPDATE lakets._rollup_registry SET refresh_lag = interval '1 hour' WHERE name = 'ru_other'`,
     );
-    const lagged = await runJob('rollup-refresh', admin, scheduled, unlimited);
+    const lagged = await runJob(JOBS['rollup-refresh'], admin, scheduled, unlimited);
     const other = lagged.items.find((i) => i.name === 'ru_other');
     expect(other?.outcome).toBe('skipped');
     expect(other?.reason).toMatch(/^refresh_lag 01:00:00 has not passed since its last refresh at /);
@@ -311,7 +312,7 @@ describe('RollUp Refresh', () => {
     // Existing rows stay valid; every row a refresh inserts violates it.
     await admin.query(`ALTER TABLE public._rollup_ru_d ADD CONSTRAINT broken CHECK (v < 0) NOT VALID`);
     await admin.query(`INSERT INTO ru_src VALUES (now(), 'd8', 7)`);
-    const report = await runJob('rollup-refresh', admin, scheduled, unlimited);
+    const report = await runJob(JOBS['rollup-refresh'], admin, scheduled, unlimited);
     expect(report.status).toBe('partial');
     expect(outcomes(report, 'rollup')).toEqual({
       ru_h: 'refreshed',
@@ -326,16 +327,16 @@ describe('RollUp Refresh', () => {
     const h = await admin.query(`SELECT sum(v) = (SELECT sum(value) FROM ru_src) AS same FROM _rollup_ru_h`);
     expect(h.rows[0].same).toBe(true);
     await admin.query(`ALTER TABLE public._rollup_ru_d DROP CONSTRAINT broken`);
-    const healed = await runJob('rollup-refresh', admin, scheduled, unlimited);
+    const healed = await runJob(JOBS['rollup-refresh'], admin, scheduled, unlimited);
     expect(healed.status).toBe('ok');
   });
 
   it('cascades from one RollUp: it and what it depends on', async () => {
-    const report = await runJob('rollup-refresh', admin, manual({ rollup: 'ru_d' }), unlimited);
+    const report = await runJob(JOBS['rollup-refresh'], admin, manual({ rollup: 'ru_d' }), unlimited);
     expect(report.items.map((i) => i.name)).toEqual(['ru_h', 'ru_d']);
-    await expect(runJob('rollup-refresh', admin, manual({ rollup: 'nope' }), unlimited)).rejects.toThrow(
-      PayloadError,
-    );
+    await expect(
+      runJob(JOBS['rollup-refresh'], admin, manual({ rollup: 'nope' }), unlimited),
+    ).rejects.toThrow(PayloadError);
   });
 
   it('reports a cycle without refreshing what is in or behind it', async () => {
@@ -343,7 +344,7 @@ describe('RollUp Refresh', () => {
       `UPDATE lakets._rollup_registry SET depends_on = ARRAY[(SELECT id FROM lakets._rollup_registry WHERE name = 'ru_all')] WHERE name = 'ru_h'`,
     );
     try {
-      const report = await runJob('rollup-refresh', admin, scheduled, unlimited);
+      const report = await runJob(JOBS['rollup-refresh'], admin, scheduled, unlimited);
       expect(report.status).toBe('partial');
       const byName = outcomes(report, 'rollup');
       expect(byName).toMatchObject({
@@ -363,7 +364,7 @@ describe('RollUp Refresh', () => {
   it('changes nothing in a dry run', async () => {
     await admin.query(`INSERT INTO ru_src VALUES (now(), 'd7', 1)`);
     const before = await stateFingerprint(admin);
-    const report = await runJob('rollup-refresh', admin, manual({ dryRun: true }), unlimited);
+    const report = await runJob(JOBS['rollup-refresh'], admin, manual({ dryRun: true }), unlimited);
     expect(report.status).toBe('dry-run');
     expect(report.items.every((i) => i.outcome === 'would-refresh')).toBe(true);
     expect(await stateFingerprint(admin)).toBe(before);
@@ -375,14 +376,14 @@ describe('runs at once and against the clock', () => {
     const other = await db.connect();
     await other.query('SELECT pg_advisory_lock(74170100, 3)');
     const before = await stateFingerprint(admin);
-    const report = await runJob('retention', admin, scheduled, unlimited);
+    const report = await runJob(JOBS.retention, admin, scheduled, unlimited);
     expect(report.status).toBe('skipped');
     expect(report.reason).toMatch(/another retention run holds this database's job lock/);
     expect(report.items).toEqual([]);
     expect(await stateFingerprint(admin)).toBe(before);
     await other.query('SELECT pg_advisory_unlock(74170100, 3)');
     // A different job is not blocked by it.
-    const tiering = await runJob('tiering', admin, scheduled, unlimited);
+    const tiering = await runJob(JOBS.tiering, admin, scheduled, unlimited);
     expect(tiering.status).not.toBe('skipped');
   });
 
@@ -391,8 +392,8 @@ describe('runs at once and against the clock', () => {
     await admin.query(`DELETE FROM lakets._chunk_metadata WHERE range_start > now() + interval '2 days'`);
     const [c1, c2] = [await db.connect(), await db.connect()];
     const [r1, r2] = await Promise.all([
-      runJob('partition-manager', c1, scheduled, unlimited),
-      runJob('partition-manager', c2, scheduled, unlimited),
+      runJob(JOBS['partition-manager'], c1, scheduled, unlimited),
+      runJob(JOBS['partition-manager'], c2, scheduled, unlimited),
     ]);
     for (const r of [r1, r2]) expect(['ok', 'skipped']).toContain(r.status);
     // Either they did not overlap (the second found nothing left) or one skipped; no error in any case.
@@ -405,7 +406,7 @@ describe('runs at once and against the clock', () => {
     let remaining = 16_000;
     // 16 s left at first and a 14 s reserve; each look at the clock costs a second of the deadline.
     const budget = timeBudget(() => (remaining -= 1_000), 14_000);
-    const report = await runJob('partition-manager', admin, scheduled, budget);
+    const report = await runJob(JOBS['partition-manager'], admin, scheduled, budget);
     expect(report.status).toBe('incomplete');
     const started = report.items.filter((i) => i.outcome !== 'not-started');
     expect(started).toHaveLength(1);
@@ -415,14 +416,14 @@ describe('runs at once and against the clock', () => {
     expect(report.leftForNextRun?.length).toBeGreaterThan(0);
     expect(report.totals['notStarted']).toBe(report.leftForNextRun?.length);
     // The next run picks up what was left.
-    const next = await runJob('partition-manager', admin, scheduled, unlimited);
+    const next = await runJob(JOBS['partition-manager'], admin, scheduled, unlimited);
     const created = next.items.filter((i) => i.outcome === 'created').map((i) => i.name);
     expect(created.length).toBeGreaterThan(0);
     for (const name of created) expect(report.leftForNextRun).toContain(name);
 
     const before = await stateFingerprint(admin);
     const none = await runJob(
-      'retention',
+      JOBS.retention,
       admin,
       scheduled,
       timeBudget(() => 1_000),
@@ -431,5 +432,35 @@ describe('runs at once and against the clock', () => {
     expect(none.items.length).toBeGreaterThan(0);
     expect(none.items.every((i) => i.outcome === 'not-started')).toBe(true);
     expect(await stateFingerprint(admin)).toBe(before);
+  });
+});
+
+describe('a missing privilege', () => {
+  it("fails the item with Postgres's message, the role and the grants command (42501)", async () => {
+    await metricsTable(admin, 'priv_pm', 2);
+    const role = `priv_job_${db.name}`;
+    // Everything Partition Manager reads, but no EXECUTE on the function it calls.
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'job-secret';
+      GRANT USAGE ON SCHEMA lakets TO ${role};
+      GRANT SELECT ON ALL TABLES IN SCHEMA lakets TO ${role};
+      REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA lakets FROM PUBLIC;`);
+    const job = await db.connect({ user: role, password: 'job-secret' });
+    try {
+      const report = await runJob(
+        JOBS['partition-manager'],
+        job,
+        manual({ tables: [{ schema: 'public', table: 'priv_pm' }] }),
+        unlimited,
+      );
+      expect(report.status).toBe('failed');
+      expect(report.items).toHaveLength(1);
+      const reason = report.items[0]?.reason ?? '';
+      expect(reason).toContain('permission denied for function _ensure_partitions (SQLSTATE 42501)');
+      expect(reason).toContain(`role "${role}" lacks a privilege`);
+      expect(reason).toContain(`npm run grants -- ${role}`);
+      expect(reason).not.toContain('\n');
+    } finally {
+      await job.end(); // the database is this file's own: the REVOKE needs no undoing
+    }
   });
 });

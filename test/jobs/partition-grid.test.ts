@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { unlimited } from '../../lib/jobs/budget.ts';
+import { JOBS } from '../../lib/jobs/catalog.ts';
 import { chunkGrid, fixedOffsetZone } from '../../lib/jobs/chunk-grid.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { Budget, JobOptions } from '../../lib/jobs/types.ts';
@@ -108,7 +109,7 @@ describe('against the public behaviour: origin in the session time zone, cached 
     // The UTC table is more urgent, so its call caches a UTC origin first; then the Berlin table.
     await dropNewest(admin, utcTable, 3);
     await dropNewest(admin, offset, 2);
-    const first = await runJob('partition-manager', job, scheduled, unlimited);
+    const first = await runJob(JOBS['partition-manager'], job, scheduled, unlimited);
     expect(first.status, JSON.stringify(first.items)).toBe('ok');
     const names = first.items.map((i) => i.name);
     expect(names.indexOf('public.grid_utc')).toBeLessThan(names.indexOf('public.grid_berlin'));
@@ -125,7 +126,7 @@ describe('against the public behaviour: origin in the session time zone, cached 
     // Now the Berlin table first: the UTC table after it must not inherit the Berlin origin.
     await dropNewest(admin, offset, 3);
     await dropNewest(admin, utcTable, 2);
-    const second = await runJob('partition-manager', job, scheduled, unlimited);
+    const second = await runJob(JOBS['partition-manager'], job, scheduled, unlimited);
     expect(second.status, JSON.stringify(second.items)).toBe('ok');
     const order = second.items.map((i) => i.name);
     expect(order.indexOf('public.grid_berlin')).toBeLessThan(order.indexOf('public.grid_utc'));
@@ -134,7 +135,7 @@ describe('against the public behaviour: origin in the session time zone, cached 
     // The job's session is back in UTC.
     expect((await job.query('SHOW TimeZone')).rows[0].TimeZone).toBe('UTC');
 
-    const dry = await runJob('partition-manager', job, { ...scheduled, dryRun: true }, unlimited);
+    const dry = await runJob(JOBS['partition-manager'], job, { ...scheduled, dryRun: true }, unlimited);
     expect(dry.items.every((i) => i.outcome === 'unchanged')).toBe(true);
   });
 });
@@ -154,9 +155,9 @@ describe('against the compatible schema (UTC pinned)', () => {
 
   it('keeps an offset grid: the missing partitions continue it, with UTC names', async () => {
     await dropNewest(admin, id, 2);
-    const dry = await runJob('partition-manager', admin, { ...scheduled, dryRun: true }, unlimited);
+    const dry = await runJob(JOBS['partition-manager'], admin, { ...scheduled, dryRun: true }, unlimited);
     expect(dry.items).toEqual([expect.objectContaining({ outcome: 'would-create', count: 2 })]);
-    const report = await runJob('partition-manager', admin, scheduled, unlimited);
+    const report = await runJob(JOBS['partition-manager'], admin, scheduled, unlimited);
     expect(report.status, JSON.stringify(report.items)).toBe('ok');
     expect(report.items[0]).toMatchObject({ name: 'public.grid_kept', outcome: 'created', count: 2 });
     expect(report.items[0]?.grid).toMatch(/kept the table's grid/);
@@ -191,18 +192,18 @@ describe('urgency order', () => {
       let started = 0;
       return { canStart: () => started++ < 1, spent: () => {} };
     };
-    const first = await runJob('partition-manager', admin, scheduled, oneItem());
+    const first = await runJob(JOBS['partition-manager'], admin, scheduled, oneItem());
     expect(first.status).toBe('incomplete');
     expect(first.items[0]).toMatchObject({ name: 'public.urg_z', outcome: 'created', count: 3 });
     expect(first.leftForNextRun).toEqual(['public.urg_m', 'public.urg_a']);
-    const second = await runJob('partition-manager', admin, scheduled, oneItem());
+    const second = await runJob(JOBS['partition-manager'], admin, scheduled, oneItem());
     expect(second.items[0]).toMatchObject({ name: 'public.urg_m', outcome: 'created', count: 1 });
 
     // A table with no live chunk at all comes before everything.
     await admin.query(`UPDATE lakets._chunk_metadata SET status = 'dropped' WHERE chronotable_id = $1`, [
       ids['urg_z'],
     ]);
-    const third = await runJob('partition-manager', admin, scheduled, oneItem());
+    const third = await runJob(JOBS['partition-manager'], admin, scheduled, oneItem());
     expect(third.items[0]).toMatchObject({ name: 'public.urg_z' });
   });
 });

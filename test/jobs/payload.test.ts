@@ -1,14 +1,15 @@
 import { describe, expect, it } from 'vitest';
+import { JOBS, jobNamed } from '../../lib/jobs/catalog.ts';
 import { PayloadError, parseInvocation, parseTableName } from '../../lib/jobs/payload.ts';
 
 describe('invocation payloads', () => {
   it('treats no payload, {} and the Scheduler event as the scheduled run', () => {
     const scheduled = { dryRun: false, force: false, trigger: 'schedule' };
-    expect(parseInvocation('retention', undefined)).toEqual(scheduled);
-    expect(parseInvocation('retention', null)).toEqual(scheduled);
-    expect(parseInvocation('retention', {})).toEqual(scheduled);
+    expect(parseInvocation(JOBS.retention, undefined)).toEqual(scheduled);
+    expect(parseInvocation(JOBS.retention, null)).toEqual(scheduled);
+    expect(parseInvocation(JOBS.retention, {})).toEqual(scheduled);
     expect(
-      parseInvocation('retention', {
+      parseInvocation(JOBS.retention, {
         source: 'aws.scheduler',
         scheduleArn: 'arn:aws:scheduler:eu-west-1:1:schedule/default/x',
         scheduledTime: '2026-11-24T03:00:00Z',
@@ -16,19 +17,19 @@ describe('invocation payloads', () => {
       }),
     ).toEqual(scheduled);
     expect(
-      parseInvocation('tiering', { source: 'aws.events', 'detail-type': 'Scheduled Event', detail: {} }),
+      parseInvocation(JOBS.tiering, { source: 'aws.events', 'detail-type': 'Scheduled Event', detail: {} }),
     ).toEqual(scheduled);
   });
 
   it('never lets a scheduled-looking event smuggle options in', () => {
     expect(() =>
-      parseInvocation('retention', { source: 'aws.scheduler', force: true, tables: ['a'] }),
+      parseInvocation(JOBS.retention, { source: 'aws.scheduler', force: true, tables: ['a'] }),
     ).toThrow(/unknown field "source"/);
   });
 
   it('parses the manual options each job accepts', () => {
     expect(
-      parseInvocation('partition-manager', { dryRun: true, tables: ['metrics', 'iot.readings'] }),
+      parseInvocation(JOBS['partition-manager'], { dryRun: true, tables: ['metrics', 'iot.readings'] }),
     ).toEqual({
       dryRun: true,
       force: false,
@@ -38,13 +39,15 @@ describe('invocation payloads', () => {
         { schema: 'iot', table: 'readings' },
       ],
     });
-    expect(parseInvocation('rollup-refresh', { rollup: 'hourly' }).rollup).toBe('hourly');
-    expect(parseInvocation('retention', { tables: ['m'], force: true }).force).toBe(true);
+    expect(parseInvocation(JOBS['rollup-refresh'], { rollup: 'hourly' }).rollup).toBe('hourly');
+    expect(parseInvocation(JOBS.retention, { tables: ['m'], force: true }).force).toBe(true);
   });
 
   it('accepts force only with the tables it applies to', () => {
-    expect(() => parseInvocation('retention', { force: true })).toThrow(/"force" .* needs "tables"/);
-    expect(() => parseInvocation('tiering', { tables: ['m'], force: true })).toThrow(/unknown field "force"/);
+    expect(() => parseInvocation(JOBS.retention, { force: true })).toThrow(/"force" .* needs "tables"/);
+    expect(() => parseInvocation(JOBS.tiering, { tables: ['m'], force: true })).toThrow(
+      /unknown field "force"/,
+    );
   });
 
   it.each([
@@ -67,7 +70,7 @@ describe('invocation payloads', () => {
   ] as const)('%s rejects %j with a one-line error', (job, payload, message) => {
     let error: unknown;
     try {
-      parseInvocation(job, payload);
+      parseInvocation(jobNamed(job), payload);
     } catch (e) {
       error = e;
     }
@@ -90,7 +93,7 @@ describe('invocation payloads', () => {
   });
 
   it('collapses duplicate table names', () => {
-    expect(parseInvocation('tiering', { tables: ['m', 'public.m', '"public"."m"'] }).tables).toEqual([
+    expect(parseInvocation(JOBS.tiering, { tables: ['m', 'public.m', '"public"."m"'] }).tables).toEqual([
       { schema: 'public', table: 'm' },
     ]);
   });

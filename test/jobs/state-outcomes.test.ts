@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { unlimited } from '../../lib/jobs/budget.ts';
+import { JOBS } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { ItemResult, JobOptions, JobReport } from '../../lib/jobs/types.ts';
 import { reportMetrics } from '../../lib/observability.ts';
@@ -121,8 +122,8 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
     const late = await lateWrite(admin, 'st_tier', 6);
     const [committed, lastWrite] = [await committedLsn('st_tier'), await lastWriteLsn(late)];
 
-    const dry = await runJob('tiering', admin, forTable('st_tier', { dryRun: true }), unlimited);
-    const report = await runJob('tiering', admin, forTable('st_tier'), unlimited);
+    const dry = await runJob(JOBS.tiering, admin, forTable('st_tier', { dryRun: true }), unlimited);
+    const report = await runJob(JOBS.tiering, admin, forTable('st_tier'), unlimited);
     expect(report.status).toBe('ok');
     const deferred = item(report, late);
     expect(deferred).toMatchObject({
@@ -134,7 +135,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
     const tiered = await countWithStatus('st_tier', 'tiered');
     expect(tiered).toBeGreaterThanOrEqual(7);
     expect(report.totals).toMatchObject({ chunksTiered: tiered, chunksDeferred: 1, syncStateUnreadable: 0 });
-    expect(reportMetrics(report)).toMatchObject({
+    expect(reportMetrics(JOBS[report.job], report)).toMatchObject({
       ChunksTiered: tiered,
       ChunksTieringDeferred: 1,
       SyncStateUnreadable: 0,
@@ -146,8 +147,8 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
     const late = await lateWrite(admin, 'st_ret', 10);
     const [committed, lastWrite] = [await committedLsn('st_ret'), await lastWriteLsn(late)];
 
-    const dry = await runJob('retention', admin, forTable('st_ret', { dryRun: true }), unlimited);
-    const report = await runJob('retention', admin, forTable('st_ret'), unlimited);
+    const dry = await runJob(JOBS.retention, admin, forTable('st_ret', { dryRun: true }), unlimited);
+    const report = await runJob(JOBS.retention, admin, forTable('st_ret'), unlimited);
     expect(report.status).toBe('ok');
     expect((await chunkStatuses(admin, 'st_ret'))[late]).toBe('active');
     const deferred = item(report, late);
@@ -166,7 +167,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
       syncStateUnreadable: 0,
     });
     // What the retention-deferrals-persist alarm reads.
-    expect(reportMetrics(report)).toMatchObject({
+    expect(reportMetrics(JOBS[report.job], report)).toMatchObject({
       ChunksDropped: dropped,
       ChunksRetentionDeferred: 1,
       SyncStateUnreadable: 0,
@@ -174,7 +175,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
 
     // Once Sync catches up, the next run drops it.
     await syncCaughtUp(admin, 'st_ret');
-    const next = await runJob('retention', admin, forTable('st_ret'), unlimited);
+    const next = await runJob(JOBS.retention, admin, forTable('st_ret'), unlimited);
     expect(item(next, late).outcome).toBe('dropped');
     expect(next.totals).toMatchObject({ chunksDropped: 1, chunksDeferred: 0 });
   });
@@ -191,7 +192,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
     ).rows.map((r) => r.chunk_name);
     expect(expired.length).toBeGreaterThanOrEqual(3);
 
-    const report = await runJob('retention', admin, forTable('st_snap'), unlimited);
+    const report = await runJob(JOBS.retention, admin, forTable('st_snap'), unlimited);
     expect(report.status).toBe('ok');
     expect(report.items.filter((i) => i.kind === 'chunk')).toEqual(
       expired.map((name) => ({
@@ -203,9 +204,11 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
       })),
     );
     expect(report.totals).toMatchObject({ chunksDropped: 0, chunksDeferred: expired.length });
-    expect(reportMetrics(report)).toMatchObject({ ChunksRetentionDeferred: expired.length });
+    expect(reportMetrics(JOBS[report.job], report)).toMatchObject({
+      ChunksRetentionDeferred: expired.length,
+    });
 
-    const tiering = await runJob('tiering', admin, forTable('st_snap'), unlimited);
+    const tiering = await runJob(JOBS.tiering, admin, forTable('st_snap'), unlimited);
     expect(tiering.items).toEqual([
       expect.objectContaining({
         kind: 'table',
@@ -229,7 +232,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
     await admin.query(
       `CREATE VIEW st_fail_view AS SELECT * FROM public.${quote(stuck.slice('public.'.length))}`,
     );
-    const report = await runJob('retention', admin, forTable('st_fail'), unlimited);
+    const report = await runJob(JOBS.retention, admin, forTable('st_fail'), unlimited);
     expect(report.status).toBe('partial');
     const failed = item(report, stuck);
     expect(failed.outcome).toBe('failed');
@@ -240,7 +243,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
     const dropped = await countWithStatus('st_fail', 'dropped');
     expect(dropped).toBeGreaterThanOrEqual(2);
     expect(report.totals).toMatchObject({ chunksDropped: dropped, chunksDeferred: 0, failed: 1 });
-    expect(reportMetrics(report)).toMatchObject({ ChunksDropped: dropped, ItemsFailed: 1 });
+    expect(reportMetrics(JOBS[report.job], report)).toMatchObject({ ChunksDropped: dropped, ItemsFailed: 1 });
     await admin.query('DROP VIEW st_fail_view');
   });
 
@@ -264,7 +267,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
       [`role ${role} lacks USAGE on schema wal2delta`, `GRANT USAGE ON SCHEMA wal2delta TO ${role}`],
       [`role ${role} lacks SELECT on wal2delta.tables`, `GRANT SELECT ON wal2delta.tables TO ${role}`],
     ] as const) {
-      const tiering = await runJob('tiering', job, forTable('st_priv'), unlimited);
+      const tiering = await runJob(JOBS.tiering, job, forTable('st_priv'), unlimited);
       expect(tiering.status).toBe('warning');
       expect(tiering.warnings).toEqual([
         `${missing}: Tiering cannot prove any chunk durable (run npm run grants, or grant it)`,
@@ -275,14 +278,17 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
         warning: { code: 'SyncStateUnreadable' },
       });
       expect(tiering.totals).toMatchObject({ chunksTiered: 0, syncStateUnreadable: 1 });
-      expect(reportMetrics(tiering)).toMatchObject({ ChunksTiered: 0, SyncStateUnreadable: 1 });
+      expect(reportMetrics(JOBS[tiering.job], tiering)).toMatchObject({
+        ChunksTiered: 0,
+        SyncStateUnreadable: 1,
+      });
 
-      const dry = await runJob('retention', job, forTable('st_priv', { dryRun: true }), unlimited);
+      const dry = await runJob(JOBS.retention, job, forTable('st_priv', { dryRun: true }), unlimited);
       expect(dry.status).toBe('dry-run');
       expect(dry.warnings).toHaveLength(1);
-      expect(reportMetrics(dry)).toMatchObject({ SyncStateUnreadable: 1 });
+      expect(reportMetrics(JOBS[dry.job], dry)).toMatchObject({ SyncStateUnreadable: 1 });
 
-      const retention = await runJob('retention', job, forTable('st_priv'), unlimited);
+      const retention = await runJob(JOBS.retention, job, forTable('st_priv'), unlimited);
       expect(retention.status).toBe('warning');
       expect(retention.warnings).toEqual([
         `${missing}: Retention cannot prove any chunk durable, so expired chunks stay (run npm run grants, or grant it)`,
@@ -295,7 +301,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
         chunksDeferred: expired,
         syncStateUnreadable: 1,
       });
-      expect(reportMetrics(retention)).toMatchObject({
+      expect(reportMetrics(JOBS[retention.job], retention)).toMatchObject({
         ChunksRetentionDeferred: expired,
         SyncStateUnreadable: 1,
       });
@@ -303,12 +309,12 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
     }
 
     // With both privileges, the same runs prove and do the work, with no warning.
-    const tiering = await runJob('tiering', job, forTable('st_priv'), unlimited);
+    const tiering = await runJob(JOBS.tiering, job, forTable('st_priv'), unlimited);
     expect(tiering.status).toBe('ok');
     expect(tiering.warnings).toBeUndefined();
     expect(tiering.totals['chunksTiered']).toBeGreaterThanOrEqual(expired);
-    expect(reportMetrics(tiering)).toMatchObject({ SyncStateUnreadable: 0 });
-    const retention = await runJob('retention', job, forTable('st_priv'), unlimited);
+    expect(reportMetrics(JOBS[tiering.job], tiering)).toMatchObject({ SyncStateUnreadable: 0 });
+    const retention = await runJob(JOBS.retention, job, forTable('st_priv'), unlimited);
     expect(retention.status).toBe('ok');
     expect(retention.totals).toMatchObject({ chunksDropped: expired, syncStateUnreadable: 0 });
   });
@@ -327,7 +333,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
 
     it('a RollUp skipped for refresh_lag gets its reason from the registry, whatever LakeTS says', async () => {
       await admin.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0' WHERE id = $1`, [id]);
-      const first = await runJob('rollup-refresh', admin, forRollup('st_ru'), unlimited);
+      const first = await runJob(JOBS['rollup-refresh'], admin, forRollup('st_ru'), unlimited);
       expect(item(first, 'st_ru').outcome).toBe('refreshed');
       await admin.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '1 hour' WHERE id = $1`, [
         id,
@@ -339,15 +345,23 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
       );
       const reason = `refresh_lag 01:00:00 has not passed since its last refresh at ${rows[0]?.last} (due at ${rows[0]?.due})`;
 
-      const dry = await runJob('rollup-refresh', admin, forRollup('st_ru', { dryRun: true }), unlimited);
+      const dry = await runJob(
+        JOBS['rollup-refresh'],
+        admin,
+        forRollup('st_ru', { dryRun: true }),
+        unlimited,
+      );
       expect(dry.items).toEqual([{ kind: 'rollup', name: 'st_ru', outcome: 'skipped', reason }]);
-      const report = await runJob('rollup-refresh', admin, forRollup('st_ru'), unlimited);
+      const report = await runJob(JOBS['rollup-refresh'], admin, forRollup('st_ru'), unlimited);
       expect(report.status).toBe('ok');
       const skipped = item(report, 'st_ru');
       expect(skipped).toMatchObject({ outcome: 'skipped', reason });
       expect(skipped.notices).toEqual(says.lagSkip());
       expect(report.totals).toMatchObject({ rollupsRefreshed: 0, rollupsSkipped: 1 });
-      expect(reportMetrics(report)).toMatchObject({ RollupsRefreshed: 0, RollupsSkipped: 1 });
+      expect(reportMetrics(JOBS[report.job], report)).toMatchObject({
+        RollupsRefreshed: 0,
+        RollupsSkipped: 1,
+      });
     });
 
     it('a RollUp another session is refreshing is skipped, LakeTS words kept as evidence', async () => {
@@ -357,7 +371,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
       // evidence differs, the outcome is read from last_refreshed_at).
       await other.query('SELECT pg_advisory_lock(74170010, $1)', [id]);
       try {
-        const report = await runJob('rollup-refresh', admin, forRollup('st_ru'), unlimited);
+        const report = await runJob(JOBS['rollup-refresh'], admin, forRollup('st_ru'), unlimited);
         expect(item(report, 'st_ru')).toMatchObject({
           outcome: 'skipped',
           reason:
@@ -368,7 +382,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
       } finally {
         await other.query('SELECT pg_advisory_unlock(74170010, $1)', [id]);
       }
-      const after = await runJob('rollup-refresh', admin, forRollup('st_ru'), unlimited);
+      const after = await runJob(JOBS['rollup-refresh'], admin, forRollup('st_ru'), unlimited);
       expect(item(after, 'st_ru').outcome).toBe('refreshed');
     });
   });
@@ -396,12 +410,20 @@ describe('NULL refresh_lag, allowed by the public LakeTS 0.1.3: never wait', () 
   it('a dry run and a real run both refresh it right after a refresh', async () => {
     await admin.query(`UPDATE lakets._rollup_registry SET refresh_lag = NULL`);
     for (let run = 0; run < 2; run++) {
-      const dry = await runJob('rollup-refresh', admin, forRollup('nl_ru', { dryRun: true }), unlimited);
+      const dry = await runJob(
+        JOBS['rollup-refresh'],
+        admin,
+        forRollup('nl_ru', { dryRun: true }),
+        unlimited,
+      );
       expect(dry.items).toEqual([{ kind: 'rollup', name: 'nl_ru', outcome: 'would-refresh' }]);
-      const report = await runJob('rollup-refresh', admin, forRollup('nl_ru'), unlimited);
+      const report = await runJob(JOBS['rollup-refresh'], admin, forRollup('nl_ru'), unlimited);
       expect(report.status).toBe('ok');
       expect(item(report, 'nl_ru').outcome).toBe('refreshed');
-      expect(reportMetrics(report)).toMatchObject({ RollupsRefreshed: 1, RollupsSkipped: 0 });
+      expect(reportMetrics(JOBS[report.job], report)).toMatchObject({
+        RollupsRefreshed: 1,
+        RollupsSkipped: 0,
+      });
     }
   });
 });

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { timeBudget } from '../../lib/jobs/budget.ts';
+import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { refreshOrder } from '../../lib/jobs/rollup-refresh.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobOptions, JobReport } from '../../lib/jobs/types.ts';
@@ -63,7 +64,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
   ])('%s: runs cut after one item each reach every item in turn', async (job, names) => {
     const reached: string[] = [];
     for (let run = 0; run < names.length; run++) {
-      const report = await runJob(job, admin, scheduled, oneItemDeadline());
+      const report = await runJob(jobNamed(job), admin, scheduled, oneItemDeadline());
       expect(report.status).toBe('incomplete');
       const started = attempted(report);
       expect(started).toHaveLength(1);
@@ -73,7 +74,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
     // Never run first, then least recently run: the last name gets its turn on the third run.
     expect(reached).toEqual(names);
     // And the rotation goes on: the fourth run is back at the one that waited longest.
-    const fourth = await runJob(job, admin, scheduled, oneItemDeadline());
+    const fourth = await runJob(jobNamed(job), admin, scheduled, oneItemDeadline());
     expect(attempted(fourth)).toEqual([names[0]]);
   });
 });

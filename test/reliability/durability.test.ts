@@ -19,6 +19,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unlimited } from '../../lib/jobs/budget.ts';
+import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
@@ -439,7 +440,7 @@ class Run {
   }
 
   async job(job: JobName, client: pg.Client): Promise<JobReport> {
-    const report = await runJob(job, client, scheduled, unlimited);
+    const report = await runJob(jobNamed(job), client, scheduled, unlimited);
     capture.note(JSON.stringify(report));
     return report;
   }

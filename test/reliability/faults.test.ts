@@ -10,6 +10,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobFailed } from '../../lib/job-handler.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
+import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { clearWorkspaceClients, createConnector, LakebaseError } from '../../lib/lakebase/index.ts';
@@ -94,7 +95,7 @@ async function prepare(
   fig.count('scenarios');
   const e = await buildEstate(world.admin, tag);
   estate = { world: e, control: await buildEstate(control, tag) };
-  const report = await runJob(job, control, scheduled, unlimited);
+  const report = await runJob(jobNamed(job), control, scheduled, unlimited);
   expect(report.status).toBe('ok');
   return { e, expected: await logicalState(control), before: await stateFingerprint(world.admin) };
 }
@@ -239,7 +240,7 @@ describe('lock_timeout and statement_timeout hit while a job waits for a lock an
         if (setting === 'lock_timeout') await client.query("SET lock_timeout = '300ms'");
         else await client.query("SET lock_timeout = 0; SET statement_timeout = '300ms'");
         fig.fault(`${setting} during ${job}`);
-        const report = await runJob(job, client, scheduled, unlimited);
+        const report = await runJob(jobNamed(job), client, scheduled, unlimited);
         fig.count('jobRuns');
         expectReasons(report);
         const failed = report.items.filter((i) => i.outcome === 'failed');

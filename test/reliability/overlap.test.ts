@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unlimited } from '../../lib/jobs/budget.ts';
+import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
@@ -149,7 +150,12 @@ async function rowsPerChunk(): Promise<Map<string, number>> {
 }
 
 async function dryRun(job: JobName, outcome: string): Promise<string[]> {
-  const report = await runJob(job, admin, { dryRun: true, force: false, trigger: 'manual' }, unlimited);
+  const report = await runJob(
+    jobNamed(job),
+    admin,
+    { dryRun: true, force: false, trigger: 'manual' },
+    unlimited,
+  );
   return report.items.filter((i) => i.kind === 'chunk' && i.outcome === outcome).map((i) => i.name);
 }
 
@@ -164,7 +170,7 @@ describe('overlapping runs', () => {
     for (let round = 1; round <= ROUNDS; round++) {
       const removed = await makeWork(round);
       const pm = await runJob(
-        'partition-manager',
+        jobNamed('partition-manager'),
         admin,
         { dryRun: true, force: false, trigger: 'manual' },
         unlimited,

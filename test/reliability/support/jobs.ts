@@ -7,6 +7,7 @@ import pg from 'pg';
 import { lambdaContext, schedulerEvent } from '../../../dev/lambda-context.ts';
 import { grantStatements } from '../../../lib/grants.ts';
 import { JobFailed, makeHandler } from '../../../lib/job-handler.ts';
+import { jobNamed } from '../../../lib/jobs/catalog.ts';
 import type { JobName, JobOptions, JobReport } from '../../../lib/jobs/types.ts';
 import type { ConnectorDeps } from '../../../lib/lakebase/index.ts';
 import { installLakets } from '../../../lib/schema/installer.ts';
@@ -68,7 +69,7 @@ export type Handler = (event: unknown, context: Context) => Promise<JobReport>;
 
 /** A new container's handler: its own connector (secret, token, endpoint and credential caches). */
 export function coldHandler(job: JobName, deps: ConnectorDeps): Handler {
-  return makeHandler(job, { connector: deps }) as unknown as Handler;
+  return makeHandler(jobNamed(job), { connector: deps }) as unknown as Handler;
 }
 
 export interface Outcome {
