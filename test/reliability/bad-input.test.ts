@@ -6,13 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { ConfigError, parseConfig } from '../../lib/config.ts';
 import { JobFailed } from '../../lib/job-handler.ts';
 import { parseTableName } from '../../lib/jobs/payload.ts';
 import type { JobName } from '../../lib/jobs/types.ts';
 import { LakebaseError } from '../../lib/lakebase/index.ts';
 import type { World } from '../connection/world.ts';
-import { metricsTable, quote, stateFingerprint, syncCaughtUp } from '../support/lakets-fixtures.ts';
+import { metricsTable, quote, stateFingerprint } from '../support/lakets-fixtures.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';
 import {

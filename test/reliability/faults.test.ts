@@ -8,6 +8,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta } from '../../dev/fake-lakehouse-sync.ts';
 import { JobFailed } from '../../lib/job-handler.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
@@ -15,7 +16,7 @@ import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { clearWorkspaceClients, createConnector, LakebaseError } from '../../lib/lakebase/index.ts';
 import type { World } from '../connection/world.ts';
 import { freshDatabase } from '../support/db.ts';
-import { installWal2delta, quote, stateFingerprint } from '../support/lakets-fixtures.ts';
+import { quote, stateFingerprint } from '../support/lakets-fixtures.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';
 import {

@@ -4,6 +4,7 @@ import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { freshDatabase, type TestDatabase } from '../support/db.ts';
 
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 60 * MINUTE_MS;
@@ -274,4 +275,62 @@ export function hourlyRows(startMs: number, hours: number, devices = 3, firstId 
     }
   }
   return out;
+}
+
+export interface RollupSpec {
+  query: string;
+  /** Bucket interval (default 1 hour). */
+  interval?: string;
+  source?: string;
+  dependsOn?: string[];
+  /** enable_rollup_invalidation once every RollUp exists. */
+  invalidation?: boolean;
+}
+
+/** Creates `rollups` in order, enables invalidation where asked, then sets every refresh_lag to 0. */
+export async function createRollups(client: pg.Client, rollups: Record<string, RollupSpec>): Promise<void> {
+  for (const [name, spec] of Object.entries(rollups)) await createRollup(client, name, spec.query, spec);
+  for (const [name, spec] of Object.entries(rollups)) {
+    if (spec.invalidation) await client.query('SELECT lakets.enable_rollup_invalidation($1)', [name]);
+  }
+  await setLag(client, '0');
+}
+
+export interface RollupFixture {
+  db: TestDatabase;
+  client: pg.Client;
+  /** now() on the server when the fixture was built, in ms. */
+  now: number;
+  /** Start of the UTC day `daysAgo` days back: the first day of the source's rows. */
+  day0: number;
+  /** The source ChronoTable's id (0 without a source). */
+  sourceId: number;
+}
+
+/**
+ * The world of a RollUp test file: a fresh database with LakeTS; when `source` is given, a source
+ * ChronoTable with `hours` hourly rows from day0 (hourlyRows) and partitions over `coverDays` days
+ * from day0; then `rollups` (createRollups).
+ */
+export async function rollupFixture(
+  options: {
+    daysAgo?: number;
+    source?: { name: string; hours?: number; coverDays: number; chunk?: string };
+    rollups?: Record<string, RollupSpec>;
+  } = {},
+): Promise<RollupFixture> {
+  const db = await freshDatabase({ lakets: true });
+  const client = await db.connect();
+  const now = await serverNow(client);
+  const day0 = bucketStart(now - (options.daysAgo ?? 5) * DAY_MS, DAY_MS);
+  const { source } = options;
+  const sourceId = source
+    ? await makeSource(client, source.name, {
+        ...(source.chunk === undefined ? {} : { chunk: source.chunk }),
+        rows: hourlyRows(day0, source.hours ?? 0),
+        cover: { from: new Date(day0), to: new Date(day0 + source.coverDays * DAY_MS) },
+      })
+    : 0;
+  if (options.rollups) await createRollups(client, options.rollups);
+  return { db, client, now, day0, sourceId };
 }

@@ -3,7 +3,6 @@
 // across buckets and partitions), DELETE and COPY; invalidate_rollup_range; enable/disable.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../support/db.ts';
 import {
   bucketStart,
   composeQuery,
@@ -14,17 +13,15 @@ import {
   diff,
   expectError,
   HOUR_MS,
-  hourlyRows,
   insertRows,
   MINUTE_MS,
-  makeSource,
   pendingBuckets,
   perDeviceQuery,
   qname,
   refresh,
   registry,
+  rollupFixture,
   rollupTable,
-  serverNow,
   setLag,
 } from './helpers.ts';
 
@@ -39,16 +36,10 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const hourOf = (ms: number) => iso(bucketStart(ms, HOUR_MS));
 
 beforeAll(async () => {
-  const db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  day0 = bucketStart((await serverNow(client)) - 5 * DAY_MS, DAY_MS);
-  sourceId = await makeSource(client, SRC, {
-    rows: hourlyRows(day0, 72),
-    cover: { from: new Date(day0), to: new Date(day0 + 4 * DAY_MS) },
-  });
-  await createRollup(client, 'inv_h', perDeviceQuery(SRC), { source: SRC });
-  await client.query(`SELECT lakets.enable_rollup_invalidation('inv_h')`);
-  await setLag(client, '0');
+  ({ client, day0, sourceId } = await rollupFixture({
+    source: { name: SRC, hours: 72, coverDays: 4 },
+    rollups: { inv_h: { query: perDeviceQuery(SRC), source: SRC, invalidation: true } },
+  }));
   w = (await registry(client, 'inv_h')).watermark!.getTime();
 });
 

@@ -9,7 +9,6 @@
 import fc from 'fast-check';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../support/db.ts';
 import {
   bucketStart,
   composeQuery,
@@ -20,9 +19,9 @@ import {
   HOUR_MS,
   insertRows,
   makeSource,
+  rollupFixture,
   rollupTable,
   type SourceRow,
-  serverNow,
 } from './helpers.ts';
 
 const RUNS = Number(process.env['ROLLUPS_RUNS'] ?? 40);
@@ -38,9 +37,9 @@ let client: pg.Client;
 let windowStart: number;
 
 beforeAll(async () => {
-  const db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  windowStart = bucketStart((await serverNow(client)) - 6 * DAY_MS, CHUNK_MS) + CHUNK_MS;
+  const { client: c, now } = await rollupFixture();
+  client = c;
+  windowStart = bucketStart(now - 6 * DAY_MS, CHUNK_MS) + CHUNK_MS;
 });
 
 // ---------------------------------------------------------------------------------------------

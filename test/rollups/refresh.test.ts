@@ -3,9 +3,8 @@
 // that cannot be windowed.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase, type TestDatabase } from '../support/db.ts';
+import type { TestDatabase } from '../support/db.ts';
 import {
-  bucketStart,
   captureNotices,
   cascade,
   createRollup,
@@ -21,8 +20,8 @@ import {
   perDeviceQuery,
   refresh,
   registry,
+  rollupFixture,
   rollupTable,
-  serverNow,
   setLag,
 } from './helpers.ts';
 
@@ -31,9 +30,7 @@ let client: pg.Client;
 let day0: number;
 
 beforeAll(async () => {
-  db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  day0 = bucketStart((await serverNow(client)) - 5 * DAY_MS, DAY_MS);
+  ({ db, client, day0 } = await rollupFixture());
 });
 
 /** A ChronoTable with 3 days of hourly rows (partitions for 4 days) and an hourly RollUp over it. */

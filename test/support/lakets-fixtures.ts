@@ -1,5 +1,5 @@
-// Building blocks for job tests: ChronoTables with data, policies, sync, and the wal2delta fixture
-// that plays Lakehouse Sync (it lives in tests only, never in the schema).
+// Building blocks for job tests: ChronoTables with data, late writes, chunk statuses and a fingerprint
+// of what the jobs may change. Lakehouse Sync is played by dev/fake-lakehouse-sync.ts.
 import type pg from 'pg';
 
 export interface MetricsTable {
@@ -41,23 +41,6 @@ export async function metricsTable(
 
 export function quote(identifier: string): string {
   return `"${identifier.replaceAll('"', '""')}"`;
-}
-
-/** wal2delta as Lakehouse Sync would have it: one row per synced shadow. Idempotent. */
-export async function installWal2delta(db: pg.Client): Promise<void> {
-  await db.query(`CREATE SCHEMA IF NOT EXISTS wal2delta;
-    CREATE TABLE IF NOT EXISTS wal2delta.tables (table_oid oid PRIMARY KEY, status text NOT NULL, committed_lsn pg_lsn)`);
-}
-
-/** Lakehouse Sync streaming the table's shadow, committed up to the current WAL position. */
-export async function syncCaughtUp(db: pg.Client, name: string, status = 'STREAMING'): Promise<void> {
-  await db.query(
-    `INSERT INTO wal2delta.tables
-     SELECT format('lakets_cdf.%I', shadow_table_name)::regclass, $2, pg_current_wal_insert_lsn()
-       FROM lakets._chronotable_registry WHERE schema_name = 'public' AND table_name = $1
-     ON CONFLICT (table_oid) DO UPDATE SET status = excluded.status, committed_lsn = excluded.committed_lsn`,
-    [name, status],
-  );
 }
 
 /** A late write into the chunk that holds `daysAgo` (after Sync's committed LSN, so unproven). */

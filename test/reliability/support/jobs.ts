@@ -4,6 +4,7 @@
 // schema installed and the job role holding exactly the documented grants.
 import type { Context } from 'aws-lambda';
 import pg from 'pg';
+import { installWal2delta } from '../../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext, schedulerEvent } from '../../../dev/lambda-context.ts';
 import { grantStatements } from '../../../lib/grants.ts';
 import { JobFailed, makeHandler } from '../../../lib/job-handler.ts';
@@ -11,7 +12,6 @@ import type { JobName, JobOptions, JobReport } from '../../../lib/jobs/types.ts'
 import type { ConnectorDeps } from '../../../lib/lakebase/index.ts';
 import { installLakets } from '../../../lib/schema/installer.ts';
 import { startWorld, type World } from '../../connection/world.ts';
-import { installWal2delta } from '../../support/lakets-fixtures.ts';
 import type { Capture } from './capture.ts';
 
 export const scheduled: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
