@@ -55,16 +55,33 @@ export async function setSync(
   lsn?: SyncLsn | null,
   schema = 'public',
 ): Promise<string | null> {
-  const shadow = await shadowOf(db, table, schema);
+  await shadowOf(db, table, schema);
+  const [committed] = await upsert(db, status, lsn ?? null, { schema, table });
+  return committed ?? null;
+}
+
+/** The same view for every synced ChronoTable at once (the bench's thousand tables); returns how many. */
+export async function setSyncOfAll(db: Queryable, status: SyncStatus, lsn?: SyncLsn | null): Promise<number> {
+  return (await upsert(db, status, lsn ?? null)).length;
+}
+
+async function upsert(
+  db: Queryable,
+  status: SyncStatus,
+  lsn: SyncLsn | null,
+  only?: { schema: string; table: string },
+): Promise<Array<string | null>> {
   const { rows } = await db.query<{ committed_lsn: string | null }>(
     `INSERT INTO wal2delta.tables (table_oid, status, committed_lsn)
-     VALUES ($1::regclass, $2,
-             CASE WHEN $3::text = 'current' THEN pg_current_wal_insert_lsn() ELSE $3::pg_lsn END)
+     SELECT format('lakets_cdf.%I', shadow_table_name)::regclass, $1,
+            CASE WHEN $2::text = 'current' THEN pg_current_wal_insert_lsn() ELSE $2::pg_lsn END
+       FROM lakets._chronotable_registry
+      WHERE shadow_table_name IS NOT NULL AND ($3::text IS NULL OR (schema_name = $3 AND table_name = $4))
      ON CONFLICT (table_oid) DO UPDATE SET status = excluded.status, committed_lsn = excluded.committed_lsn
      RETURNING committed_lsn::text`,
-    [shadow, status, lsn ?? null],
+    [status, lsn, only?.schema ?? null, only?.table ?? null],
   );
-  return rows[0]?.committed_lsn ?? null;
+  return rows.map((r) => r.committed_lsn);
 }
 
 /** Lakehouse Sync streaming the shadow of `table`, caught up with everything written so far. */

@@ -4,16 +4,14 @@ import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { createChronotable, qname, type Rows } from '../../dev/chronotable.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
+
+export { qname };
 
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 60 * MINUTE_MS;
 export const DAY_MS = 24 * HOUR_MS;
-
-/** `schema.name` quoted for SQL. */
-export function qname(schema: string, name: string): string {
-  return `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`;
-}
 
 /** The table of RollUp `name`, as the contract names it: `public._rollup_<name>`. */
 export function rollupTable(name: string): string {
@@ -29,13 +27,24 @@ export interface SourceRow {
 }
 
 /** Inserts rows into `table` in one statement (one trigger firing per statement). */
+/** Source rows as one SELECT over arrays (one statement: one trigger firing per statement). */
+function unnestRows(rows: SourceRow[]): Rows {
+  return {
+    sql: 'SELECT * FROM unnest($1::timestamptz[], $2::int[], $3::int[], $4::int[])',
+    values: [
+      rows.map((r) => r.ts),
+      rows.map((r) => r.device),
+      rows.map((r) => r.v),
+      rows.map((r) => r.id ?? null),
+    ],
+  };
+}
+
+/** Inserts rows into `table` in one statement (one trigger firing per statement). */
 export async function insertRows(client: pg.Client, table: string, rows: SourceRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await client.query(
-    `INSERT INTO ${qname('public', table)} (ts, device, v, id)
-     SELECT * FROM unnest($1::timestamptz[], $2::int[], $3::int[], $4::int[])`,
-    [rows.map((r) => r.ts), rows.map((r) => r.device), rows.map((r) => r.v), rows.map((r) => r.id ?? null)],
-  );
+  const { sql, values } = unnestRows(rows);
+  await client.query(`INSERT INTO ${qname('public', table)} (ts, device, v, id) ${sql}`, values);
 }
 
 /**
@@ -48,23 +57,14 @@ export async function makeSource(
   table: string,
   options: { chunk?: string; rows?: SourceRow[]; cover?: { from: Date; to: Date } } = {},
 ): Promise<number> {
-  await client.query(
-    `CREATE TABLE ${qname('public', table)} (ts timestamptz NOT NULL, device int NOT NULL, v int NOT NULL, id int)`,
-  );
-  await insertRows(client, table, options.rows ?? []);
-  const { rows } = await client.query<{ id: number }>(
-    'SELECT lakets.create_chronotable($1, $2, $3::interval) AS id',
-    [table, 'ts', options.chunk ?? '1 day'],
-  );
-  const id = rows[0]!.id;
-  if (options.cover) {
-    await client.query('SELECT lakets._ensure_partitions($1, p_range_start => $2, p_range_end => $3)', [
-      id,
-      options.cover.from,
-      options.cover.to,
-    ]);
-  }
-  return id;
+  const rows = options.rows ?? [];
+  return createChronotable(client, {
+    name: table,
+    columns: 'device int NOT NULL, v int NOT NULL, id int',
+    chunk: options.chunk ?? '1 day',
+    ...(rows.length > 0 && { existingRows: unnestRows(rows) }),
+    ...(options.cover && { partitions: options.cover }),
+  });
 }
 
 /** Per-device hourly (or other `bucket`) aggregates over `from`: they compose exactly. */

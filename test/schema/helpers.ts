@@ -1,6 +1,7 @@
 // Shared fixtures for the schema tests: ChronoTables, chunks, NOTICE capture and bucket arithmetic.
 // Lakehouse Sync (wal2delta) is played by dev/fake-lakehouse-sync.ts: the schema never creates it.
-import pg from 'pg';
+import type pg from 'pg';
+import { createChronotable } from '../../dev/chronotable.ts';
 
 /** `lakets._origin()`: every bucket is date_bin(interval, ts, this). */
 export const ORIGIN_MS = Date.UTC(2000, 0, 1);
@@ -52,10 +53,7 @@ export async function relationExists(client: pg.Client, schema: string, name: st
   return rows[0]!.ok;
 }
 
-/** `schema.name` quoted for SQL. */
-export function qname(schema: string, name: string): string {
-  return `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`;
-}
+export { qname } from '../../dev/chronotable.ts';
 
 /** pg_lsn text ordering: compares two LSNs like 0/16B3748. */
 export function lsnCompare(a: string, b: string): number {
@@ -73,21 +71,19 @@ export async function makeChronotable(
   table: string,
   options: { interval?: string; rows?: Date[]; schema?: string } = {},
 ): Promise<number> {
-  const schema = options.schema ?? 'public';
-  const rel = qname(schema, table);
-  await client.query(`CREATE TABLE ${rel} (ts timestamptz NOT NULL, v int)`);
   const rows = options.rows ?? [];
-  if (rows.length > 0) {
-    await client.query(
-      `INSERT INTO ${rel} (ts, v) SELECT t, ord::int FROM unnest($1::timestamptz[]) WITH ORDINALITY u(t, ord)`,
-      [rows],
-    );
-  }
-  const { rows: created } = await client.query<{ id: number }>(
-    'SELECT lakets.create_chronotable($1, $2, $3::interval, $4) AS id',
-    [table, 'ts', options.interval ?? '1 day', schema],
-  );
-  return created[0]!.id;
+  return createChronotable(client, {
+    name: table,
+    schema: options.schema ?? 'public',
+    columns: 'v int',
+    chunk: options.interval ?? '1 day',
+    ...(rows.length > 0 && {
+      existingRows: {
+        sql: 'SELECT t, ord::int FROM unnest($1::timestamptz[]) WITH ORDINALITY u(t, ord)',
+        values: [rows],
+      },
+    }),
+  });
 }
 
 /** now() on the server, in ms. */

@@ -1,6 +1,7 @@
 // Building blocks for job tests: ChronoTables with data, late writes, chunk statuses and a fingerprint
 // of what the jobs may change. Lakehouse Sync is played by dev/fake-lakehouse-sync.ts.
 import type pg from 'pg';
+import { createChronotable } from '../../dev/chronotable.ts';
 
 export interface MetricsTable {
   /** Unquoted table name in schema public. */
@@ -18,24 +19,17 @@ export async function metricsTable(
   days = 10,
   devices = 3,
 ): Promise<MetricsTable> {
-  const table = `public.${quote(name)}`;
-  await db.query(`CREATE TABLE ${table} (ts timestamptz NOT NULL, device text NOT NULL, value float8)`);
-  const { rows } = await db.query<{ id: number }>(
-    `SELECT lakets.create_chronotable($1, 'ts', interval '1 day') AS id`,
-    [name],
-  );
-  const id = rows[0]?.id as number;
-  await db.query(`SELECT lakets._ensure_partitions($1, p_range_start => now() - make_interval(days => $2))`, [
-    id,
-    days,
-  ]);
-  await db.query(
-    `INSERT INTO ${table}
-     SELECT t, 'd' || d, d * 10 + extract(hour FROM t)
-       FROM generate_series(date_trunc('hour', now()) - make_interval(days => $1), now(), interval '1 hour') t,
-            generate_series(1, $2) d`,
-    [days, devices],
-  );
+  const id = await createChronotable(db, {
+    name,
+    columns: 'device text NOT NULL, value float8',
+    partitions: { days },
+    rows: {
+      sql: `SELECT t, 'd' || d, d * 10 + extract(hour FROM t)
+              FROM generate_series(date_trunc('hour', now()) - make_interval(days => $1), now(), interval '1 hour') t,
+                   generate_series(1, $2) d`,
+      values: [days, devices],
+    },
+  });
   return { name, id };
 }
 
