@@ -25,7 +25,7 @@ import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';
-import { applyGrants, clientFor, lsn, registryMismatches, scheduled } from './support/jobs.ts';
+import { applyGrants, clientFor, lsn, noteServer, registryMismatches, scheduled } from './support/jobs.ts';
 
 const fig = figures(
   import.meta.url,
@@ -146,10 +146,7 @@ beforeAll(async () => {
   db = await freshDatabase({ lakets: true });
   admin = await db.connect();
   writer = await db.connect();
-  fig.meta(
-    'postgres',
-    (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?',
-  );
+  await noteServer(fig, admin);
   await installWal2delta(admin);
   await admin.query(`CREATE ROLE ${pg.escapeIdentifier(role)} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
   await applyGrants(admin, role);

@@ -26,6 +26,7 @@ import {
   invoke,
   isOneLine,
   logicalState,
+  noteServer,
   type Outcome,
   registryMismatches,
   scheduled,
@@ -56,10 +57,7 @@ beforeAll(async () => {
   control = await db.connect();
   await installWal2delta(control);
   locker = await world.db.connect();
-  fig.meta(
-    'postgres',
-    (await control.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?',
-  );
+  await noteServer(fig, control);
   const deps = handlerDeps(world);
   warm = Object.fromEntries(JOBS.map((j) => [j, coldHandler(j, deps)])) as Record<JobName, Handler>;
 });

@@ -21,6 +21,7 @@ import {
   coldHandler,
   type Handler,
   invoke,
+  noteServer,
   registryMismatches,
   setFunctionEnv,
 } from './support/jobs.ts';
@@ -46,10 +47,7 @@ let containers: Record<JobName, [Handler, Handler]>;
 beforeAll(async () => {
   db = await freshDatabase({ lakets: true });
   admin = await db.connect();
-  fig.meta(
-    'postgres',
-    (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?',
-  );
+  await noteServer(fig, admin);
   await installWal2delta(admin);
   await admin.query(`CREATE ROLE ${pg.escapeIdentifier(role)} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
   e = await buildEstate(admin, 'ov');

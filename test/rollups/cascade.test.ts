@@ -4,23 +4,10 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../support/db.ts';
-import {
-  bucketStart,
-  captureNotices,
-  cascade,
-  composeQuery,
-  DAY_MS,
-  diff,
-  expectError,
-  HOUR_MS,
-  insertRows,
-  MINUTE_MS,
-  pendingBuckets,
-  perDeviceQuery,
-  registry,
-  rollupFixture,
-  rollupTable,
-} from './helpers.ts';
+import { captureNotices, expectError } from '../support/pg-assert.ts';
+import { bucketStart, DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
+import { cascade, composeQuery, insertRows, perDeviceQuery, rollupFixture, rollupTable } from './helpers.ts';
+import { diff, pendingBuckets, registry } from './support/read.ts';
 
 let db: TestDatabase;
 let client: pg.Client;

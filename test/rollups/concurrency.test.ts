@@ -3,27 +3,23 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../support/db.ts';
+import { captureNotices } from '../support/pg-assert.ts';
+import { DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
 import {
   backendPid,
   type CascadeRow,
-  captureNotices,
   cascade,
   composeQuery,
   createRollup,
-  DAY_MS,
-  diff,
-  HOUR_MS,
   hourlyRows,
   insertRows,
-  MINUTE_MS,
   makeSource,
-  pendingBuckets,
   perDeviceQuery,
-  registry,
   rollupFixture,
   rollupTable,
   waitUntilBlocked,
 } from './helpers.ts';
+import { diff, pendingBuckets, registry } from './support/read.ts';
 
 let db: TestDatabase;
 let client: pg.Client;

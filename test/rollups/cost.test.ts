@@ -3,19 +3,17 @@
 // the lower RollUp through its window too. Ingest stays cheap: one trigger firing per statement.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DAY_MS, MINUTE_MS } from '../support/time.ts';
 import {
   composeQuery,
   createRollups,
-  DAY_MS,
-  diff,
   insertRows,
-  MINUTE_MS,
   perDeviceQuery,
   refresh,
-  registry,
   rollupFixture,
   rollupTable,
 } from './helpers.ts';
+import { diff, registry } from './support/read.ts';
 
 let client: pg.Client;
 let day0: number;

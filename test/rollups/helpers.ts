@@ -6,12 +6,9 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { createChronotable, qname, type Rows } from '../../dev/chronotable.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
+import { bucketStart, DAY_MS, HOUR_MS, MINUTE_MS, serverNow } from '../support/time.ts';
 
 export { qname };
-
-export const MINUTE_MS = 60_000;
-export const HOUR_MS = 60 * MINUTE_MS;
-export const DAY_MS = 24 * HOUR_MS;
 
 /** The table of RollUp `name`, as the contract names it: `public._rollup_<name>`. */
 export function rollupTable(name: string): string {
@@ -123,96 +120,6 @@ export async function cascade(client: pg.Client, name?: string): Promise<Cascade
     name === undefined ? [] : [name],
   );
   return rows;
-}
-
-export interface RegistryRow {
-  id: number;
-  name: string;
-  source_chronotable_id: number | null;
-  rollup_table: string;
-  bucket_column: string;
-  watermark: Date | null;
-  depends_on: number[];
-  last_refreshed_at: Date | null;
-  refresh_query: string | null;
-  invalidation_enabled: boolean;
-}
-
-export async function registry(client: pg.Client, name: string): Promise<RegistryRow> {
-  const { rows } = await client.query<RegistryRow>('SELECT * FROM lakets._rollup_registry WHERE name = $1', [
-    name,
-  ]);
-  if (!rows[0]) throw new Error(`no RollUp ${name}`);
-  return rows[0];
-}
-
-/** Max bucket materialized in a RollUp table. */
-export async function maxBucket(client: pg.Client, table: string, column = 'bucket'): Promise<Date | null> {
-  const { rows } = await client.query<{ m: Date | null }>(
-    `SELECT max(${pg.escapeIdentifier(column)}) AS m FROM ${table}`,
-  );
-  return rows[0]!.m;
-}
-
-/** The invalidation log of a RollUp, as ISO bucket starts, ascending. */
-export async function pendingBuckets(client: pg.Client, name: string): Promise<string[]> {
-  const { rows } = await client.query<{ b: Date }>(
-    `SELECT l.bucket_start AS b FROM lakets._rollup_invalidation_log l
-       JOIN lakets._rollup_registry r ON r.id = l.rollup_id
-      WHERE r.name = $1 ORDER BY 1`,
-    [name],
-  );
-  return rows.map((r) => r.b.toISOString());
-}
-
-export interface DiffRow {
-  side: 'missing' | 'extra';
-  bucket: Date;
-  [column: string]: unknown;
-}
-
-/**
- * Rows that differ between a RollUp's table and its query run from scratch now: `missing` rows are in
- * the query's result but not the table, `extra` the other way round. `where` restricts both sides
- * (a SQL condition on their columns, e.g. on `bucket`).
- */
-export async function diff(
-  client: pg.Client,
-  table: string,
-  query: string,
-  where = 'true',
-  params: unknown[] = [],
-): Promise<DiffRow[]> {
-  const { rows } = await client.query<DiffRow>(
-    `WITH expected AS (SELECT * FROM (${query}) q WHERE ${where}),
-          actual AS (SELECT * FROM ${table} t WHERE ${where})
-     SELECT 'missing' AS side, * FROM (SELECT * FROM expected EXCEPT ALL SELECT * FROM actual) a
-     UNION ALL
-     SELECT 'extra' AS side, * FROM (SELECT * FROM actual EXCEPT ALL SELECT * FROM expected) b
-     ORDER BY bucket, side`,
-    params,
-  );
-  return rows;
-}
-
-/** Number of rows in a table (or any FROM item). */
-export async function count(client: pg.Client, from: string): Promise<number> {
-  const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${from}`);
-  return rows[0]!.n;
-}
-
-export { captureNotices, expectError, type Notice } from '../support/pg-assert.ts';
-
-/** now() on the server, in ms. */
-export async function serverNow(client: pg.Client): Promise<number> {
-  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
-  return rows[0]!.now.getTime();
-}
-
-/** Start of the bucket holding `ms` (date_bin with the LakeTS origin, 2000-01-01 UTC). */
-export function bucketStart(ms: number, intervalMs: number): number {
-  const origin = Date.UTC(2000, 0, 1);
-  return origin + Math.floor((ms - origin) / intervalMs) * intervalMs;
 }
 
 /**

@@ -3,27 +3,21 @@
 // across buckets and partitions), DELETE and COPY; invalidate_rollup_range; enable/disable.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { expectError } from '../support/pg-assert.ts';
+import { bucketStart, DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
 import {
-  bucketStart,
   composeQuery,
   copyRows,
-  count,
   createRollup,
-  DAY_MS,
-  diff,
-  expectError,
-  HOUR_MS,
   insertRows,
-  MINUTE_MS,
-  pendingBuckets,
   perDeviceQuery,
   qname,
   refresh,
-  registry,
   rollupFixture,
   rollupTable,
   setLag,
 } from './helpers.ts';
+import { count, diff, pendingBuckets, registry } from './support/read.ts';
 
 let client: pg.Client;
 let day0: number;

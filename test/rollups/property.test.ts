@@ -9,20 +9,18 @@
 import fc from 'fast-check';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { bucketStart, DAY_MS, HOUR_MS } from '../support/time.ts';
 import {
-  bucketStart,
   composeQuery,
   copyRows,
   createRollup,
-  DAY_MS,
-  diff,
-  HOUR_MS,
   insertRows,
   makeSource,
   rollupFixture,
   rollupTable,
   type SourceRow,
 } from './helpers.ts';
+import { diff } from './support/read.ts';
 
 const RUNS = Number(process.env['ROLLUPS_RUNS'] ?? 40);
 const MAX_STEPS = Number(process.env['ROLLUPS_STEPS'] ?? 12);

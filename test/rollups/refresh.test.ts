@@ -4,26 +4,21 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../support/db.ts';
+import { captureNotices, expectError } from '../support/pg-assert.ts';
+import { DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
 import {
-  captureNotices,
   cascade,
   createRollup,
-  DAY_MS,
-  diff,
-  expectError,
-  HOUR_MS,
   hourlyRows,
   insertRows,
-  MINUTE_MS,
   makeSource,
-  pendingBuckets,
   perDeviceQuery,
   refresh,
-  registry,
   rollupFixture,
   rollupTable,
   setLag,
 } from './helpers.ts';
+import { diff, pendingBuckets, registry } from './support/read.ts';
 
 let db: TestDatabase;
 let client: pg.Client;

@@ -2,25 +2,20 @@
 // initial full load and watermark, RollUps over RollUps, and clear errors that leave nothing behind.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { expectError } from '../support/pg-assert.ts';
+import { DAY_MS, HOUR_MS, serverNow } from '../support/time.ts';
 import {
   composeQuery,
-  count,
   createRollup,
-  DAY_MS,
-  diff,
-  expectError,
-  HOUR_MS,
   hourlyRows,
   makeSource,
-  maxBucket,
   perDeviceQuery,
   refresh,
-  registry,
   rollupFixture,
   rollupTable,
-  serverNow,
   setLag,
 } from './helpers.ts';
+import { count, diff, maxBucket, registry } from './support/read.ts';
 
 let client: pg.Client;
 let day0: number;

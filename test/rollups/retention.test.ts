@@ -3,20 +3,9 @@
 // chunks are still re-aggregated. Retention itself never touches RollUp tables or the log.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  cascade,
-  composeQuery,
-  DAY_MS,
-  diff,
-  HOUR_MS,
-  insertRows,
-  MINUTE_MS,
-  pendingBuckets,
-  perDeviceQuery,
-  registry,
-  rollupFixture,
-  rollupTable,
-} from './helpers.ts';
+import { DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
+import { cascade, composeQuery, insertRows, perDeviceQuery, rollupFixture, rollupTable } from './helpers.ts';
+import { diff, pendingBuckets, registry } from './support/read.ts';
 
 let client: pg.Client;
 let day0: number;

@@ -5,15 +5,9 @@ import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import {
-  chunks,
-  DAY_MS,
-  expectError,
-  lsnCompare,
-  makeChronotable,
-  relationExists,
-  serverNow,
-} from './helpers.ts';
+import { expectError } from '../support/pg-assert.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, lsnCompare, makeChronotable, relationExists } from './helpers.ts';
 
 let db: TestDatabase;
 let admin: pg.Client;

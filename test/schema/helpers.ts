@@ -3,18 +3,6 @@
 import type pg from 'pg';
 import { createChronotable } from '../../dev/chronotable.ts';
 
-/** `lakets._origin()`: every bucket is date_bin(interval, ts, this). */
-export const ORIGIN_MS = Date.UTC(2000, 0, 1);
-export const HOUR_MS = 3_600_000;
-export const DAY_MS = 24 * HOUR_MS;
-
-export { captureNotices, expectError, type Notice } from '../support/pg-assert.ts';
-
-/** Start of the bucket holding `ms` (date_bin with the LakeTS origin). */
-export function bucketStart(ms: number, intervalMs: number): number {
-  return ORIGIN_MS + Math.floor((ms - ORIGIN_MS) / intervalMs) * intervalMs;
-}
-
 /** The `YYYYMMDD_HH24MISS` suffix of a partition starting at `ms`, in UTC. */
 export function suffix(ms: number): string {
   const iso = new Date(ms).toISOString(); // 2026-03-08T06:00:00.000Z
@@ -84,10 +72,4 @@ export async function makeChronotable(
       },
     }),
   });
-}
-
-/** now() on the server, in ms. */
-export async function serverNow(client: pg.Client): Promise<number> {
-  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
-  return rows[0]!.now.getTime();
 }

@@ -4,7 +4,8 @@ import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { installWal2delta, shadowOf, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase } from '../support/db.ts';
-import { chunks, DAY_MS, qname, relationExists, serverNow } from './helpers.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, qname, relationExists } from './helpers.ts';
 
 let client: pg.Client;
 let now: number;

@@ -15,7 +15,7 @@ import {
   loadMigrations,
 } from '../../lib/schema/installer.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import { expectError } from './helpers.ts';
+import { expectError } from '../support/pg-assert.ts';
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '..', '..');

@@ -5,7 +5,9 @@ import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { dropWal2delta, installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase } from '../support/db.ts';
-import { captureNotices, chunks, DAY_MS, makeChronotable, relationExists, serverNow } from './helpers.ts';
+import { captureNotices } from '../support/pg-assert.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, makeChronotable, relationExists } from './helpers.ts';
 
 let client: pg.Client;
 let now: number;

@@ -4,15 +4,9 @@ import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { dropWal2delta, installWal2delta, setSync, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import {
-  captureNotices,
-  chunks,
-  DAY_MS,
-  lsnCompare,
-  makeChronotable,
-  relationExists,
-  serverNow,
-} from './helpers.ts';
+import { captureNotices } from '../support/pg-assert.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, lsnCompare, makeChronotable, relationExists } from './helpers.ts';
 
 let db: TestDatabase;
 let client: pg.Client;

@@ -13,6 +13,7 @@ import type { ConnectorDeps } from '../../../lib/lakebase/index.ts';
 import { installLakets } from '../../../lib/schema/installer.ts';
 import { startWorld, type World } from '../../connection/world.ts';
 import type { Capture } from './capture.ts';
+import type { Figures } from './figures.ts';
 
 export const scheduled: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
 
@@ -181,6 +182,28 @@ export async function registryMismatches(client: pg.Client): Promise<string[]> {
 }
 
 export { schedulerEvent };
+
+/** Notes the server's version in a suite's figures. */
+export async function noteServer(fig: Figures, client: pg.Client): Promise<void> {
+  const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+  fig.meta('postgres', rows[0]?.v ?? '?');
+}
+
+/**
+ * The setup of the suites that run the deployed handlers on the Databricks path: the job world, its
+ * function environment, and one warm handler (container) per job.
+ */
+export async function warmJobWorld(
+  fig: Figures,
+  jobs: JobName[],
+): Promise<{ world: World; warm: Record<JobName, Handler> }> {
+  const world = await startJobWorld();
+  setFunctionEnv(world.env());
+  const deps = handlerDeps(world);
+  const warm = Object.fromEntries(jobs.map((j) => [j, coldHandler(j, deps)])) as Record<JobName, Handler>;
+  await noteServer(fig, world.admin);
+  return { world, warm };
+}
 
 /** A plain client for another login role of the harness database (closed by the caller). */
 export async function clientFor(url: string): Promise<pg.Client> {
