@@ -18,7 +18,12 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { forgetDroppedShadows, installWal2delta, setSync } from '../../dev/fake-lakehouse-sync.ts';
+import {
+  forgetDroppedShadows,
+  installWal2delta,
+  type SyncStatus,
+  setSync,
+} from '../../dev/fake-lakehouse-sync.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
@@ -38,7 +43,7 @@ const RUNS = Number(process.env['RELIABILITY_DURABILITY_RUNS'] ?? 60);
 const DAYS = 10; // rows are written into the chunks of the last DAYS days
 fig.meta('seed', String(SEED));
 
-type Status = 'STREAMING' | 'SNAPSHOTTING' | 'SKIPPED';
+type Status = SyncStatus;
 type Policy =
   | 'tiered_retention'
   | 'sync+retention'
