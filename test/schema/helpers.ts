@@ -1,5 +1,6 @@
-// Shared fixtures for the schema tests: ChronoTables, chunks, NOTICE capture and bucket arithmetic.
-// Lakehouse Sync (wal2delta) is played by dev/fake-lakehouse-sync.ts: the schema never creates it.
+// Shared fixtures for the schema tests: ChronoTables `(ts, v)`, their chunks, relation checks,
+// partition suffixes and LSN order. Lakehouse Sync (wal2delta) is played by dev/fake-lakehouse-sync.ts:
+// the schema never creates it.
 import type pg from 'pg';
 import { createChronotable } from '../../dev/chronotable.ts';
 
