@@ -8,21 +8,19 @@
 // schedule period apart (the connector's clock is advanced through ConnectorDeps.now; the SDK's own
 // OAuth token clock cannot be, see the note).
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { type FakeRoute, newApplicationId, startFakeDatabricks } from '../dev/fake-databricks.ts';
-import { startFakeSecretsManager } from '../dev/fake-secrets-manager.ts';
+import type { FakeRoute } from '../dev/fake-databricks.ts';
+import { installWal2delta, LSN_ALWAYS_CAUGHT_UP, setSync } from '../dev/fake-lakehouse-sync.ts';
+import { startFakeWorkspace } from '../dev/fake-workspace.ts';
 import { lambdaContext, schedulerEvent } from '../dev/lambda-context.ts';
-import { createDatabase } from '../dev/local-postgres.ts';
 import { grantStatements } from '../lib/grants.ts';
 import { JOB_NAMES, JOBS, type JobName, jobNamed } from '../lib/jobs/catalog.ts';
 import type { JobReport } from '../lib/jobs/types.ts';
-import { installLakets } from '../lib/schema/installer.ts';
 import {
   BENCH_DIR,
   type BenchContext,
+  benchDatabase,
   connect,
   context,
   type Row,
@@ -30,6 +28,7 @@ import {
   type SectionResult,
   say,
   section,
+  smallMetrics,
 } from './lib.ts';
 
 const PROJECT = 'lakets-prod';
@@ -57,16 +56,10 @@ interface JobCalls {
 async function runJobProcess(ctx: BenchContext, job: JobName, database: string, out: string): Promise<void> {
   const info = requirePg(ctx);
   const admin = await connect(info, database);
-  const appId = newApplicationId();
-  const clientSecret = `bench${randomBytes(20).toString('hex')}`;
-  const secretId = `lakets/bench-${randomBytes(4).toString('hex')}`;
-  await admin.query(`CREATE ROLE ${pg.escapeIdentifier(appId)} LOGIN`);
-  for (const s of grantStatements(appId)) await admin.query(s.sql);
-
   // A realistic layout: the default branch with its read-write endpoint and a read replica, one page each.
-  const fake = await startFakeDatabricks({
-    clientId: appId,
-    clientSecret,
+  const { appId, secretId, fake, sm, close } = await startFakeWorkspace({
+    admin,
+    secretPrefix: 'bench',
     pageSize: 50,
     projects: {
       [PROJECT]: {
@@ -83,12 +76,8 @@ async function runJobProcess(ctx: BenchContext, job: JobName, database: string, 
         ],
       },
     },
-    // A minted credential becomes the password of the service principal's role.
-    postgres: admin,
   });
-  const sm = await startFakeSecretsManager({
-    secrets: { [secretId]: JSON.stringify({ client_id: appId, client_secret: clientSecret }) },
-  });
+  for (const s of grantStatements(appId)) await admin.query(s.sql);
   try {
     // The deployed function's environment (infra/job.ts), pointed at the fakes.
     Object.assign(process.env, {
@@ -144,8 +133,7 @@ async function runJobProcess(ctx: BenchContext, job: JobName, database: string, 
     const result: JobCalls = { job, cold, warmNow, periodMinutes: period, warmScheduled };
     writeFileSync(out, JSON.stringify(result));
   } finally {
-    await fake.close();
-    await sm.close();
+    await close();
     await admin.end();
   }
 }
@@ -155,21 +143,15 @@ async function runJobProcess(ctx: BenchContext, job: JobName, database: string, 
 // ---------------------------------------------------------------------------------------------
 
 async function prepare(ctx: BenchContext): Promise<string> {
-  const info = requirePg(ctx);
-  const database = await createDatabase(info, 'bench_calls');
-  const db = await connect(info, database);
+  const { database, db } = await benchDatabase(ctx, 'bench_calls');
   try {
-    await installLakets(db);
+    await installWal2delta(db);
+    await smallMetrics(db, 5);
     await db.query(`
-      CREATE SCHEMA wal2delta;
-      CREATE TABLE wal2delta.tables (table_oid oid PRIMARY KEY, status text, committed_lsn pg_lsn);
-      CREATE TABLE metrics (ts timestamptz NOT NULL, device int NOT NULL, value float8);
-      SELECT lakets.create_chronotable('metrics', 'ts', interval '1 day');
-      SELECT lakets._ensure_partitions(1, p_range_start => now() - interval '5 days');
-      INSERT INTO metrics SELECT t, d, d FROM generate_series(now() - interval '5 days', now(), interval '10 minutes') t, generate_series(1, 3) d;
       SELECT lakets.add_tiered_retention_policy('metrics', interval '2 days', interval '4 days');
-      SELECT lakets.enable_sync('metrics');
-      INSERT INTO wal2delta.tables VALUES ('lakets_cdf._shadow_metrics'::regclass, 'STREAMING', 'FFFFFFFF/FFFFFFFF');
+      SELECT lakets.enable_sync('metrics');`);
+    await setSync(db, 'metrics', 'STREAMING', LSN_ALWAYS_CAUGHT_UP);
+    await db.query(`
       SELECT lakets.create_rollup('metrics_1h',
         $$SELECT lakets.time_bucket('1 hour', ts) AS bucket, device, count(*) AS n, avg(value) AS v FROM metrics GROUP BY 1, 2$$,
         interval '1 hour', 'metrics');

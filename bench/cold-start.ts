@@ -1,12 +1,13 @@
-// 1. Cold start: each functions/*.ts bundled with esbuild exactly as infra/job.ts has CDK do it (ESM,
-// minified keeping names, platform node, target node24, the createRequire banner, pg-native external, source map),
+// 1. Cold start: each functions/*.ts bundled with esbuild with the options CDK bundles it with
+// (infra/bundling.ts: ESM, minified keeping names, target node24, the createRequire banner, pg-native external, source map),
 // its size, and the time a fresh Node process takes to import it, as a ratio to a bare `node -e ''`.
 // Where a target is missed, the metafile says which packages the bytes come from.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
+import { esbuildOptions } from '../infra/bundling.ts';
 import {
   fmtInt,
   fmtMs,
@@ -21,27 +22,6 @@ import {
 
 const MAX_BYTES = 1_000_000;
 const MAX_IMPORT_RATIO = 3;
-
-/** The bundling options of infra/job.ts, read from its source so the bench cannot drift from it. */
-function infraBundling(): { banner: string; drift: string[] } {
-  const source = readFileSync(join(REPO_ROOT, 'infra', 'job.ts'), 'utf8');
-  const m = /ESM_REQUIRE_BANNER\s*=\s*(['"`])([\s\S]*?)\1;/.exec(source);
-  if (!m?.[2]) throw new Error('infra/job.ts: ESM_REQUIRE_BANNER not found; update bench/cold-start.ts');
-  // The options below are mirrored by hand: say so if infra/job.ts no longer has them.
-  const expected: Array<[string, RegExp]> = [
-    ['format ESM', /format:\s*OutputFormat\.ESM/],
-    ["target 'node24'", /target:\s*'node24'/],
-    ["mainFields ['module', 'main']", /mainFields:\s*\['module',\s*'main'\]/],
-    ['minify true', /minify:\s*true/],
-    ['keepNames true', /keepNames:\s*true/],
-    ['sourceMap true', /sourceMap:\s*true/],
-    ['sourcesContent false', /sourcesContent:\s*false/],
-    ["externalModules ['pg-native']", /externalModules:\s*\['pg-native'\]/],
-    ['banner ESM_REQUIRE_BANNER', /banner:\s*ESM_REQUIRE_BANNER/],
-  ];
-  const drift = expected.filter(([, re]) => !re.test(source)).map(([what]) => what);
-  return { banner: m[2], drift };
-}
 
 interface Bundle {
   name: string;
@@ -117,7 +97,7 @@ const stubSdks: esbuild.Plugin = {
   },
 };
 
-async function bundle(name: string, outDir: string, banner: string, stdin?: string): Promise<Bundle> {
+async function bundle(name: string, outDir: string, stdin?: string): Promise<Bundle> {
   const dir = join(outDir, name);
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'index.mjs'); // what CDK names an ESM bundle
@@ -125,18 +105,8 @@ async function bundle(name: string, outDir: string, banner: string, stdin?: stri
     ...(stdin === undefined
       ? { entryPoints: [join(REPO_ROOT, 'functions', `${name}.ts`)] }
       : { stdin: { contents: stdin, resolveDir: REPO_ROOT, sourcefile: `${name}.ts`, loader: 'ts' } }),
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
+    ...esbuildOptions(),
     outfile: file,
-    minify: true,
-    keepNames: true,
-    sourcemap: true,
-    sourcesContent: false,
-    external: ['pg-native'],
-    mainFields: ['module', 'main'],
-    banner: { js: banner },
     metafile: true,
     logLevel: 'silent',
     ...(name === 'whatif-handler-without-sdks' ? { plugins: [stubSdks] } : {}),
@@ -195,14 +165,13 @@ const importCode = (file: string, check = true) =>
   `import(${JSON.stringify(pathToFileURL(file).href)}).then((m) => { ${check ? "if (typeof m.handler !== 'function') process.exit(3);" : ''} })`;
 
 async function main(ctx: { quick: boolean; tmp: string }): Promise<SectionResult> {
-  const { banner, drift } = infraBundling();
   const outDir = join(ctx.tmp, 'bundles');
   const names = readdirSync(join(REPO_ROOT, 'functions'))
     .filter((f) => f.endsWith('.ts'))
     .map((f) => f.slice(0, -3))
     .sort();
   const bundles: Bundle[] = [];
-  for (const name of names) bundles.push(await bundle(name, outDir, banner));
+  for (const name of names) bundles.push(await bundle(name, outDir));
   say(`bundled ${bundles.map((b) => `${b.name} ${fmtInt(b.bytes)} B`).join(', ')}`);
 
   // Interleaved rounds (bare, then each bundle plain and as deployed), so drift hits all alike.
@@ -224,11 +193,6 @@ async function main(ctx: { quick: boolean; tmp: string }): Promise<SectionResult
 
   const rows: Row[] = [];
   const notes: string[] = [];
-  if (drift.length > 0) {
-    notes.push(
-      `WARNING: infra/job.ts no longer shows ${drift.join(', ')}: the bundles here may differ from the deployed ones.`,
-    );
-  }
   notes.push(`bare \`node -e ''\`: median ${fmtMs(bareMs)} of ${runs} runs (Node ${process.versions.node})`);
   for (const b of bundles) {
     const p = median(plain.get(b.name) ?? []);
@@ -294,7 +258,7 @@ async function main(ctx: { quick: boolean; tmp: string }): Promise<SectionResult
 
     // Attribution of size and import time: each dependency alone, bundled the same way.
     const whatIf: Bundle[] = [];
-    for (const w of WHAT_IF) whatIf.push(await bundle(w.name, outDir, banner, w.contents));
+    for (const w of WHAT_IF) whatIf.push(await bundle(w.name, outDir, w.contents));
     const times = new Map<string, number[]>(whatIf.map((b) => [b.name, []]));
     const bare2: number[] = [];
     for (const b of whatIf) nodeRun(importCode(b.file, false));

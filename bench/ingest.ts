@@ -8,17 +8,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { createDatabase } from '../dev/local-postgres.ts';
-import { installLakets } from '../lib/schema/installer.ts';
+import { createChronotable } from '../dev/chronotable.ts';
 import {
   type BenchContext,
-  connect,
+  benchDatabase,
   fmtInt,
   fmtMs,
   fmtRatio,
   median,
   type Row,
-  requirePg,
   type SectionResult,
   say,
   section,
@@ -30,19 +28,13 @@ const DEVICES = 1000;
 const TARGET = 1.15;
 
 async function main(ctx: BenchContext): Promise<SectionResult> {
-  const info = requirePg(ctx);
   const total = ctx.quick ? 200_000 : 1_000_000;
   const reps = ctx.quick ? 2 : 4;
-  const database = await createDatabase(info, 'bench_ingest');
-  const db = await connect(info, database);
+  const { db } = await benchDatabase(ctx, 'bench_ingest');
   const notes: string[] = [];
   try {
-    await installLakets(db);
     await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-    await db.query(
-      `CREATE TABLE readings (ts timestamptz NOT NULL, device int NOT NULL, value float8 NOT NULL)`,
-    );
-    await db.query(`SELECT lakets.create_chronotable('readings', 'ts', interval '1 day')`);
+    await createChronotable(db, { name: 'readings', columns: 'device int NOT NULL, value float8 NOT NULL' });
     await db.query(`SELECT lakets.add_tiering_policy('readings', interval '7 days')`);
     // An hour of history, so the RollUps have watermarks; the loads then go after it.
     await db.query(

@@ -5,7 +5,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import type { LocalPostgresInfo } from '../dev/local-postgres.ts';
+import { createChronotable } from '../dev/chronotable.ts';
+import { createDatabase, type LocalPostgresInfo } from '../dev/local-postgres.ts';
+import { installLakets } from '../lib/schema/installer.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const BENCH_DIR = join(REPO_ROOT, 'bench');
@@ -106,6 +108,41 @@ export async function connect(info: LocalPostgresInfo, database: string): Promis
   client.on('error', () => {});
   await client.connect();
   return client;
+}
+
+export interface BenchDatabase {
+  info: LocalPostgresInfo;
+  database: string;
+  /** Superuser client on it (the caller ends it). */
+  db: pg.Client;
+}
+
+/** A new database on the bench cluster with LakeTS installed (the compatible schema), and a client on it. */
+export async function benchDatabase(ctx: BenchContext, prefix: string): Promise<BenchDatabase> {
+  const info = requirePg(ctx);
+  const database = await createDatabase(info, prefix);
+  const db = await connect(info, database);
+  try {
+    await installLakets(db);
+  } catch (error) {
+    await db.end();
+    throw error;
+  }
+  return { info, database, db };
+}
+
+/** ChronoTable `metrics (ts, device int, value)`: 3 devices, a reading every 10 minutes for `days` days. */
+export function smallMetrics(db: pg.Client, days: number): Promise<number> {
+  return createChronotable(db, {
+    name: 'metrics',
+    columns: 'device int NOT NULL, value float8',
+    partitions: { days },
+    rows: {
+      sql: `SELECT t, d, d FROM generate_series(now() - make_interval(days => $1), now(), interval '10 minutes') t,
+                                generate_series(1, 3) d`,
+      values: [days],
+    },
+  });
 }
 
 /**

@@ -7,17 +7,15 @@
 // A third case (0.1% late updates packed into a few old minutes) shows where the invalidation path
 // works as designed. Each case: several rounds (a new change, then the refresh), median.
 import type pg from 'pg';
-import { createDatabase } from '../dev/local-postgres.ts';
-import { installLakets } from '../lib/schema/installer.ts';
+import { createChronotable } from '../dev/chronotable.ts';
 import {
   type BenchContext,
-  connect,
+  benchDatabase,
   fmtInt,
   fmtMs,
   fmtPct,
   median,
   type Row,
-  requirePg,
   type SectionResult,
   say,
   section,
@@ -53,17 +51,14 @@ interface CascadeRow {
 }
 
 async function main(ctx: BenchContext): Promise<SectionResult> {
-  const info = requirePg(ctx);
   const rowsTotal = ctx.quick ? 500_000 : 5_000_000;
   const rounds = ctx.quick ? 2 : 3;
   const perDevice = rowsTotal / DEVICES;
   const spanS = perDevice * STEP_S;
-  const database = await createDatabase(info, 'bench_rollups');
-  const db = await connect(info, database);
+  const { db } = await benchDatabase(ctx, 'bench_rollups');
   const notes: string[] = [];
   const out: Row[] = [];
   try {
-    await installLakets(db);
     await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     // The series ends a little before now, so appended rows land in existing (future) partitions.
     const { rows: t } = await db.query<{ start: Date; end: Date }>(
@@ -73,11 +68,11 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
     );
     const start = t[0]?.start as Date;
     let end = t[0]?.end as Date; // exclusive: the next reading's time
-    await db.query(
-      `CREATE TABLE metrics (ts timestamptz NOT NULL, device int NOT NULL, value float8 NOT NULL)`,
-    );
-    await db.query(`SELECT lakets.create_chronotable('metrics', 'ts', interval '1 day')`);
-    await db.query(`SELECT lakets._ensure_partitions(1, p_range_start => $1)`, [start]);
+    await createChronotable(db, {
+      name: 'metrics',
+      columns: 'device int NOT NULL, value float8 NOT NULL',
+      partitions: { from: start },
+    });
     let t0 = Date.now();
     await db.query(
       `INSERT INTO metrics

@@ -1,17 +1,7 @@
-// 6. Under the runtime client: each function as `cdk synth` bundles it, with the template's Handler and
-// Environment, started by aws-lambda-ric against our Runtime API stand-in (dev/lambda-runner.ts), as a
-// Lambda cold start does: init (process spawn until the client asks for the first event) and the cold
-// first invocation (event handed out until the report is back: secret read, OAuth, endpoint
-// resolution, credential, TLS login to Postgres, the run), then one warm invocation. The baseline is an
-// empty handler (`async () => ({})`) under the same client, started the same way in the same rounds.
-// The fakes answer on loopback: the real services' network latency is not in these figures.
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { newApplicationId, startFakeDatabricks } from '../dev/fake-databricks.ts';
-import { startFakeSecretsManager } from '../dev/fake-secrets-manager.ts';
 import { fakeTls } from '../dev/fake-tls.ts';
+import { startFakeWorkspace } from '../dev/fake-workspace.ts';
 import { schedulerEvent } from '../dev/lambda-context.ts';
 import {
   type Fakes,
@@ -22,21 +12,19 @@ import {
   startFunction,
   synthFunctions,
 } from '../dev/lambda-runner.ts';
-import { createDatabase } from '../dev/local-postgres.ts';
 import { grantStatements } from '../lib/grants.ts';
 import { JOB_NAMES } from '../lib/jobs/catalog.ts';
-import { installLakets } from '../lib/schema/installer.ts';
 import {
   type BenchContext,
-  connect,
+  benchDatabase,
   fmtMs,
   fmtRatio,
   median,
   type Row,
-  requirePg,
   type SectionResult,
   say,
   section,
+  smallMetrics,
 } from './lib.ts';
 
 const PROJECT = 'lakets-bench';
@@ -48,23 +36,17 @@ interface Sample {
 }
 
 async function main(ctx: BenchContext): Promise<SectionResult> {
-  const info = requirePg(ctx);
-  const database = await createDatabase(info, 'bench_runtime');
-  const admin = await connect(info, database);
-  const appId = newApplicationId();
-  const clientSecret = `bench${randomBytes(20).toString('hex')}`;
-  const secretName = `lakets/bench-${randomBytes(4).toString('hex')}`;
-  await installLakets(admin);
-  await admin.query(`
-    CREATE TABLE metrics (ts timestamptz NOT NULL, device int NOT NULL, value float8);
-    SELECT lakets.create_chronotable('metrics', 'ts', interval '1 day');
-    SELECT lakets._ensure_partitions(1, p_range_start => now() - interval '3 days');
-    INSERT INTO metrics SELECT t, d, d FROM generate_series(now() - interval '3 days', now(), interval '10 minutes') t, generate_series(1, 3) d;`);
-  await admin.query(`CREATE ROLE ${pg.escapeIdentifier(appId)} LOGIN`);
-  for (const s of grantStatements(appId)) await admin.query(s.sql);
-  const fake = await startFakeDatabricks({
-    clientId: appId,
-    clientSecret,
+  const { info, database, db: admin } = await benchDatabase(ctx, 'bench_runtime');
+  await smallMetrics(admin, 3);
+  const {
+    appId,
+    secretId: secretName,
+    fake,
+    sm,
+    close,
+  } = await startFakeWorkspace({
+    admin,
+    secretPrefix: 'bench',
     projects: {
       [PROJECT]: {
         branches: [
@@ -76,15 +58,8 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
         ],
       },
     },
-    onCredential: async ({ token, expireTime }) => {
-      await admin.query(
-        `ALTER ROLE ${pg.escapeIdentifier(appId)} PASSWORD ${pg.escapeLiteral(token)} VALID UNTIL ${pg.escapeLiteral(expireTime.toISOString())}`,
-      );
-    },
   });
-  const sm = await startFakeSecretsManager({
-    secrets: { [secretName]: JSON.stringify({ client_id: appId, client_secret: clientSecret }) },
-  });
+  for (const s of grantStatements(appId)) await admin.query(s.sql);
   const forwarder = await forwardLakebasePort(info.port);
   const dir = join(ctx.tmp, 'runtime');
   mkdirSync(dir, { recursive: true });
@@ -171,8 +146,7 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
     };
   } finally {
     await new Promise<void>((resolve) => forwarder.close(() => resolve()));
-    await fake.close();
-    await sm.close();
+    await close();
     await admin.end();
   }
 }

@@ -5,27 +5,25 @@
 // order, each from the same state (reset, untimed, before every run).
 //
 // Every ChronoTable t#### has daily chunks: one 10 days old, yesterday, today and 3 ahead; a tiering
-// and a retention policy, sync to a shadow with Lakehouse Sync (the wal2delta fixture) caught up, and
+// and a retention policy, sync to a shadow with Lakehouse Sync (its fake) caught up, and
 // 48 rows. "One item each" means: one missing future partition (Partition Manager), the old chunk
 // past `after` (Tiering) or past `drop_after` (Retention), one new row in each RollUp's source.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
+import { LSN_ALWAYS_CAUGHT_UP, setSyncOfAll, WAL2DELTA_DDL } from '../dev/fake-lakehouse-sync.ts';
 import { lambdaContext, schedulerEvent } from '../dev/lambda-context.ts';
-import { createDatabase } from '../dev/local-postgres.ts';
 import { jobNamed } from '../lib/jobs/catalog.ts';
 import type { JobName, JobReport } from '../lib/jobs/types.ts';
-import { installLakets } from '../lib/schema/installer.ts';
 import {
   type BenchContext,
-  connect,
+  benchDatabase,
   dbUrl,
   fmtMs,
   fmtRatio,
   median,
   quoteLiteral,
   type Row,
-  requirePg,
   runPsql,
   type SectionResult,
   say,
@@ -37,8 +35,7 @@ type Scenario = 'nothing' | 'one';
 const SCENARIO_LABEL: Record<Scenario, string> = { nothing: 'nothing to do', one: 'one item each' };
 
 const SETUP_SQL = `
-CREATE SCHEMA wal2delta;
-CREATE TABLE wal2delta.tables (table_oid oid PRIMARY KEY, status text, committed_lsn pg_lsn);
+${WAL2DELTA_DDL}
 CREATE SCHEMA bench;
 
 CREATE FUNCTION bench.tname(i int) RETURNS text LANGUAGE sql IMMUTABLE RETURN 't' || lpad(i::text, 4, '0');
@@ -60,7 +57,6 @@ BEGIN
     EXECUTE format('INSERT INTO public.%I SELECT t, d, d FROM generate_series(date_trunc(''hour'', now()) - interval ''23 hours'', '
                    'date_trunc(''hour'', now()), interval ''1 hour'') t, generate_series(1, 2) d', n);
     PERFORM lakets.enable_sync(n);
-    INSERT INTO wal2delta.tables VALUES (format('lakets_cdf.%I', '_shadow_' || n)::regclass, 'STREAMING', 'FFFFFFFF/FFFFFFFF');
   END LOOP;
 END $$;
 
@@ -128,17 +124,14 @@ interface Measured {
 }
 
 async function main(ctx: BenchContext): Promise<SectionResult> {
-  const info = requirePg(ctx);
   const sizes = ctx.quick ? [1, 10, 100] : [1, 10, 100, 1000];
   const rollupSizes = ctx.quick ? [1, 10] : [1, 10, 100];
   const reps = (size: number) => (size <= 10 ? (ctx.quick ? 3 : 5) : size <= 100 ? 3 : 3);
 
-  const database = await createDatabase(info, 'bench_scale');
-  const db = await connect(info, database);
+  const { info, database, db } = await benchDatabase(ctx, 'bench_scale');
   const notes: string[] = [];
   const measured: Measured[] = [];
   try {
-    await installLakets(db);
     await db.query(SETUP_SQL);
     await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     // psql's fixed cost (process start, connect with SCRAM, exit), for reading the small sizes.
@@ -176,6 +169,7 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
     for (const size of sizes) {
       const t0 = Date.now();
       await inBatches(db, 'SELECT bench.add_tables($1, $2)', tables + 1, size, 20);
+      await setSyncOfAll(db, 'STREAMING', LSN_ALWAYS_CAUGHT_UP);
       tables = size;
       const wantRollups = rollupSizes.includes(size) ? size : rollups;
       if (wantRollups > rollups) {

@@ -6,13 +6,14 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { type JobSpec, METRICS_NAMESPACE } from '../lib/jobs/spec.ts';
+import { FUNCTION_BUNDLING } from './bundling.ts';
 import { jobEnvironment, type LakeTsConfig } from './config.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -21,10 +22,6 @@ const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 // at 125-145 MB RSS (`/usr/bin/time` around `npm run invoke`, unbundled, so the bundle uses less):
 // 256 MB leaves about 2x headroom. Revisit with CloudWatch "Max Memory Used" at larger scales.
 const MEMORY_MB = 256;
-
-// CJS dependencies (pg, parts of the AWS SDK) call require(); an ESM bundle has none unless we make one.
-const ESM_REQUIRE_BANNER =
-  "import { createRequire as __lakets_createRequire } from 'node:module'; const require = __lakets_createRequire(import.meta.url);";
 
 export interface JobNetwork {
   readonly vpc: ec2.IVpc;
@@ -130,20 +127,7 @@ export class LakeTsJob extends Construct {
         vpcSubnets: { subnets: [...network.subnets] },
         securityGroups: [...network.securityGroups],
       }),
-      bundling: {
-        format: OutputFormat.ESM,
-        target: 'node24',
-        mainFields: ['module', 'main'],
-        banner: ESM_REQUIRE_BANNER,
-        minify: true,
-        // Error class names (errorType in the runtime's records) stay readable.
-        keepNames: true,
-        sourceMap: true,
-        sourcesContent: false,
-        // pg's optional native binding is never installed. Everything else, the AWS SDK included, is
-        // bundled, so the deployed code runs the SDK versions the tests ran, not the runtime's.
-        externalModules: ['pg-native'],
-      },
+      bundling: FUNCTION_BUNDLING,
     });
 
     this.schedule = this.addSchedule(props, stack);

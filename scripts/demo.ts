@@ -1,9 +1,11 @@
 // `npm run demo`: the four jobs on an embedded PostgreSQL 17, nothing to configure. Builds three
-// weeks of per-device metrics in a ChronoTable with a tiered-retention policy, sync, a wal2delta
-// fixture that plays Lakehouse Sync (caught up for most chunks, behind for a few late-corrected
-// ones) and a three-level RollUp DAG, then runs the real Lambda handlers in their daily order and
-// prints what each did and why.
+// weeks of per-device metrics in a ChronoTable with a tiered-retention policy, sync, the Lakehouse
+// Sync fake of the tests (caught up for most chunks, behind for a few late-corrected ones) and a
+// three-level RollUp DAG, then runs the real Lambda handlers in their daily order and prints what
+// each did and why.
 import pg from 'pg';
+import { createChronotable } from '../dev/chronotable.ts';
+import { installWal2delta, syncCaughtUp } from '../dev/fake-lakehouse-sync.ts';
 import { formatReport, table } from '../dev/format-report.ts';
 import { lambdaContext, schedulerEvent } from '../dev/lambda-context.ts';
 import { createDatabase, startLocalPostgres } from '../dev/local-postgres.ts';
@@ -32,18 +34,18 @@ try {
   say(`Installed the LakeTS-compatible schema ${install.laketsVersion} (${install.applied.join(', ')}).`);
 
   // 12 devices, one reading a minute for 21 days: ~360k rows in a ChronoTable of daily chunks.
-  await sql(
-    `CREATE TABLE device_metrics (ts timestamptz NOT NULL, device_id text NOT NULL, temperature float8, humidity float8)`,
-  );
-  await sql(`SELECT lakets.create_chronotable('device_metrics', 'ts', interval '1 day')`);
-  await sql(`SELECT lakets._ensure_partitions(1, p_range_start => now() - interval '21 days')`);
-  await sql(`
-    INSERT INTO device_metrics
-    SELECT t, 'dev-' || lpad(d::text, 2, '0'),
-           20 + 5 * sin(extract(epoch FROM t) / 43200) + d * 0.1 + random(),
-           40 + 10 * cos(extract(epoch FROM t) / 86400) + random()
-      FROM generate_series(date_trunc('minute', now()) - interval '21 days', now(), interval '1 minute') t,
-           generate_series(1, 12) d`);
+  await createChronotable(db, {
+    name: 'device_metrics',
+    columns: 'device_id text NOT NULL, temperature float8, humidity float8',
+    partitions: { days: 21 },
+    rows: {
+      sql: `SELECT t, 'dev-' || lpad(d::text, 2, '0'),
+                   20 + 5 * sin(extract(epoch FROM t) / 43200) + d * 0.1 + random(),
+                   40 + 10 * cos(extract(epoch FROM t) / 86400) + random()
+              FROM generate_series(date_trunc('minute', now()) - interval '21 days', now(), interval '1 minute') t,
+                   generate_series(1, 12) d`,
+    },
+  });
   const rows = Number((await sql('SELECT count(*) FROM device_metrics')).rows[0].count);
 
   // Tier after 3 days, drop after 14 days only once proven durable in Unity Catalog.
@@ -69,12 +71,9 @@ try {
   await sql(`SELECT lakets.enable_rollup_invalidation('device_1m')`);
   await sql(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0'`);
 
-  // The wal2delta fixture plays Lakehouse Sync: streaming, caught up with everything so far ...
-  await sql(`CREATE SCHEMA wal2delta;
-             CREATE TABLE wal2delta.tables (table_oid oid PRIMARY KEY, status text, committed_lsn pg_lsn)`);
-  await sql(
-    `INSERT INTO wal2delta.tables VALUES ('lakets_cdf._shadow_device_metrics'::regclass, 'STREAMING', pg_current_wal_insert_lsn())`,
-  );
+  // The Lakehouse Sync fake (wal2delta): streaming, caught up with everything so far ...
+  await installWal2delta(db);
+  await syncCaughtUp(db, 'device_metrics');
   // ... then late corrections land in two old chunks and one recent one, which Sync has not shipped yet.
   await sql(`UPDATE device_metrics SET temperature = temperature + 0.5
               WHERE device_id = 'dev-03' AND (ts >= date_trunc('day', now()) - interval '16 days' AND ts < date_trunc('day', now()) - interval '15 days'

@@ -5,6 +5,7 @@
 // a JSON record CloudWatch can parse, and warm invocations reuse what the container resolved.
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { schedulerEvent } from '../../dev/lambda-context.ts';
 import {
   ROLE_CREDENTIALS,
@@ -17,7 +18,7 @@ import { grantStatements } from '../../lib/grants.ts';
 import { JOB_NAMES, type JobName } from '../../lib/jobs/catalog.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
 import { leakedSecrets, startWorld, type World } from '../connection/world.ts';
-import { installWal2delta, metricsTable, syncCaughtUp } from '../support/lakets-fixtures.ts';
+import { metricsTable } from '../support/lakets-fixtures.ts';
 import { type FunctionWorld, functionWorld } from './lambda.ts';
 
 let world: World;

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { installWal2delta } from '../../dev/fake-lakehouse-sync.ts';
 import {
   GrantsError,
   grantStatements,
@@ -87,11 +88,8 @@ describe('applied by an admin', () => {
 
   test('once Lakehouse Sync exists, running it again grants wal2delta.tables and lakets_cdf', async () => {
     await expect(jobs.query('SELECT * FROM wal2delta.tables')).rejects.toThrow(/does not exist/);
-    await admin.query(`
-      CREATE SCHEMA wal2delta;
-      CREATE TABLE wal2delta.tables (table_oid oid, status text, committed_lsn pg_lsn);
-      CREATE SCHEMA lakets_cdf;
-    `);
+    await installWal2delta(admin);
+    await admin.query('CREATE SCHEMA lakets_cdf');
     await expect(jobs.query('SELECT * FROM wal2delta.tables')).rejects.toMatchObject({ code: '42501' });
     await apply(role); // idempotent: everything again
     await jobs.query('SELECT * FROM wal2delta.tables');

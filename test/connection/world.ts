@@ -3,16 +3,10 @@
 // become the real password of the role they log in as (the identity's own, or a group it really is
 // a member of), and a fake Secrets Manager (HTTPS) holding the service principal's secret. Nothing
 // about the database is mocked.
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import {
-  type EndpointType,
-  type FakeDatabricks,
-  type FakeProject,
-  newApplicationId,
-  startFakeDatabricks,
-} from '../../dev/fake-databricks.ts';
-import { type FakeSecretsManager, startFakeSecretsManager } from '../../dev/fake-secrets-manager.ts';
+import type { EndpointType, FakeDatabricks, FakeProject } from '../../dev/fake-databricks.ts';
+import type { FakeSecretsManager } from '../../dev/fake-secrets-manager.ts';
+import { startFakeWorkspace } from '../../dev/fake-workspace.ts';
 import { type DatabricksConfig, parseConfig } from '../../lib/config.ts';
 import type { ConnectorDeps, Log } from '../../lib/lakebase/index.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
@@ -83,24 +77,18 @@ export interface World {
 export async function startWorld(options: { pageSize?: number } = {}): Promise<World> {
   const db = await freshDatabase();
   const admin = await db.connect();
-  const appId = newApplicationId();
-  const clientSecret = `dose${randomBytes(20).toString('hex')}`;
-  const secretId = `lakets/sp-${randomBytes(4).toString('hex')}`;
-  const roles: string[] = [];
+  // The minted token really is the password of the role it logs in as, and it really expires.
+  const workspace = await startFakeWorkspace({
+    admin,
+    projects: defaultProjects(),
+    pageSize: options.pageSize ?? 2,
+    secretPrefix: 'dose',
+  });
+  const { appId, clientSecret, secretId, fake, sm } = workspace;
+  const roles: string[] = [appId];
   const rotatedSecrets: string[] = [clientSecret];
 
   const world = {} as World;
-  const fake = await startFakeDatabricks({
-    clientId: appId,
-    clientSecret,
-    projects: defaultProjects(),
-    pageSize: options.pageSize ?? 2,
-    // The minted token really is the password of the role it logs in as, and it really expires.
-    postgres: admin,
-  });
-  const sm = await startFakeSecretsManager({
-    secrets: { [secretId]: JSON.stringify({ client_id: appId, client_secret: clientSecret }) },
-  });
   const log = captureLog();
 
   Object.assign(world, {
@@ -144,18 +132,15 @@ export async function startWorld(options: { pageSize?: number } = {}): Promise<W
       roles.push(name);
     },
     rotateSecret() {
-      const next = `dose${randomBytes(20).toString('hex')}`;
+      const next = workspace.rotateSecret();
       rotatedSecrets.push(next);
-      fake.setClientSecret(next);
-      sm.setSecret(secretId, JSON.stringify({ client_id: appId, client_secret: next }));
       return next;
     },
     secrets() {
       return [...rotatedSecrets, db.info.password, ...fake.minted.map((m) => m.token), ...fake.accessTokens];
     },
     async close() {
-      await fake.close();
-      await sm.close();
+      await workspace.close();
       for (const role of roles.reverse()) {
         // Roles are cluster-wide: leave none behind for other test files.
         await admin.query(`DROP OWNED BY ${pg.escapeIdentifier(role)}`).catch(() => {});
@@ -163,7 +148,6 @@ export async function startWorld(options: { pageSize?: number } = {}): Promise<W
       }
     },
   });
-  await world.createRole(appId);
   return world;
 }
 

@@ -1,6 +1,7 @@
 // `{"check": true}` through the deployed handler on the Databricks path: it connects exactly as the
 // job does (secret, OAuth, endpoint, minted credential, verified TLS) and runs no job.
 import { beforeAll, expect, it, vi } from 'vitest';
+import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext } from '../../dev/lambda-context.ts';
 import { applyGrants } from '../../lib/grants.ts';
 import { makeHandler } from '../../lib/job-handler.ts';
@@ -8,12 +9,7 @@ import { jobNamed } from '../../lib/jobs/catalog.ts';
 import type { CheckReport } from '../../lib/jobs/check.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
 import { leakedSecrets, startWorld, type World } from '../connection/world.ts';
-import {
-  installWal2delta,
-  metricsTable,
-  stateFingerprint,
-  syncCaughtUp,
-} from '../support/lakets-fixtures.ts';
+import { metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
 
 let world: World;
 const output: string[] = [];

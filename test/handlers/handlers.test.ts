@@ -3,6 +3,7 @@
 // PostgreSQL 17 where each minted credential is the job role's password. The role holds exactly the
 // grants `npm run grants` prints.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext, schedulerEvent } from '../../dev/lambda-context.ts';
 import { grantStatements } from '../../lib/grants.ts';
 import { JobFailed, makeHandler } from '../../lib/job-handler.ts';
@@ -12,14 +13,7 @@ import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import type { ConnectorDeps } from '../../lib/lakebase/index.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
 import { leakedSecrets, startWorld, type World } from '../connection/world.ts';
-import {
-  chunkStatuses,
-  installWal2delta,
-  lateWrite,
-  metricsTable,
-  stateFingerprint,
-  syncCaughtUp,
-} from '../support/lakets-fixtures.ts';
+import { chunkStatuses, lateWrite, metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
 
 let world: World;
 let deps: ConnectorDeps;

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { installWal2delta } from '../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext } from '../../dev/lambda-context.ts';
 import { applyGrants, quoteIdentifier } from '../../lib/grants.ts';
 import { CheckFailed, jobHandler } from '../../lib/job-handler.ts';
@@ -16,7 +17,7 @@ import { findCycle } from '../../lib/jobs/rollup-refresh.ts';
 import { observability } from '../../lib/observability.ts';
 import { buildEstate } from '../reliability/support/scenario.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import { installWal2delta, stateFingerprint } from '../support/lakets-fixtures.ts';
+import { stateFingerprint } from '../support/lakets-fixtures.ts';
 import { callerRights } from '../support/public-rights-grid.ts';
 
 const ALL = JOB_LIST;

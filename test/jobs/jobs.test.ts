@@ -2,6 +2,7 @@
 // effects, idempotence, isolation of failures, the job lock, the time budget and dry runs.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta, setSync, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { timeBudget, unlimited } from '../../lib/jobs/budget.ts';
 import { JOBS } from '../../lib/jobs/catalog.ts';
 import { PayloadError } from '../../lib/jobs/payload.ts';
@@ -10,12 +11,10 @@ import type { JobOptions, JobReport } from '../../lib/jobs/types.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 import {
   chunkStatuses,
-  installWal2delta,
   lateWrite,
   metricsTable,
   quote,
   stateFingerprint,
-  syncCaughtUp,
 } from '../support/lakets-fixtures.ts';
 
 const scheduled: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
@@ -218,7 +217,7 @@ describe('Tiering and Retention', () => {
       `SELECT lakets.add_tiered_retention_policy('tr_force', interval '1 day', interval '3 days')`,
     );
     await admin.query(`SELECT lakets.enable_sync('tr_force')`);
-    await syncCaughtUp(admin, 'tr_force', 'SNAPSHOTTING');
+    await setSync(admin, 'tr_force', 'SNAPSHOTTING', 'current');
     const gated = await runJob(
       JOBS.retention,
       admin,

@@ -4,20 +4,14 @@
 // that speaks like the public LakeTS 0.1.3. LakeTS's own text is kept, verbatim, as evidence.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta, setSync, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
 import { JOBS } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { ItemResult, JobOptions, JobReport } from '../../lib/jobs/types.ts';
 import { reportMetrics } from '../../lib/observability.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import {
-  chunkStatuses,
-  installWal2delta,
-  lateWrite,
-  metricsTable,
-  quote,
-  syncCaughtUp,
-} from '../support/lakets-fixtures.ts';
+import { chunkStatuses, lateWrite, metricsTable, quote } from '../support/lakets-fixtures.ts';
 import { applyPublicBehaviour, BEHAVIOURS, type PublicBehaviour } from '../support/public-lakets.ts';
 
 const forTable = (table: string, o: Partial<JobOptions> = {}): JobOptions => ({
@@ -182,7 +176,7 @@ describe.each(BEHAVIOURS)('against $name', ({ behaviour }) => {
 
   it('a shadow that is not STREAMING: every expired chunk deferred, and Tiering says why it found nothing', async () => {
     await syncedTable('st_snap', 8, '2 days', '4 days');
-    await syncCaughtUp(admin, 'st_snap', 'SNAPSHOTTING');
+    await setSync(admin, 'st_snap', 'SNAPSHOTTING', 'current');
     const why = 'shadow lakets_cdf._shadow_st_snap is SNAPSHOTTING, not STREAMING';
     const expired = (
       await admin.query<{ chunk_name: string }>(

@@ -4,13 +4,14 @@
 // RollUp) in name order is not starved. No state of the job's own: only what LakeTS records.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta } from '../../dev/fake-lakehouse-sync.ts';
 import { timeBudget } from '../../lib/jobs/budget.ts';
 import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { refreshOrder } from '../../lib/jobs/rollup-refresh.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobOptions, JobReport } from '../../lib/jobs/types.ts';
 import { freshDatabase } from '../support/db.ts';
-import { installWal2delta, metricsTable } from '../support/lakets-fixtures.ts';
+import { metricsTable } from '../support/lakets-fixtures.ts';
 import { applyPublicBehaviour, BEHAVIOURS } from '../support/public-lakets.ts';
 
 const scheduled: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };

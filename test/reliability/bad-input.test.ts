@@ -6,23 +6,17 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { ConfigError, parseConfig } from '../../lib/config.ts';
 import { JobFailed } from '../../lib/job-handler.ts';
 import { parseTableName } from '../../lib/jobs/payload.ts';
 import type { JobName } from '../../lib/jobs/types.ts';
 import { LakebaseError } from '../../lib/lakebase/index.ts';
 import type { World } from '../connection/world.ts';
-import { metricsTable, quote, stateFingerprint, syncCaughtUp } from '../support/lakets-fixtures.ts';
+import { metricsTable, quote, stateFingerprint } from '../support/lakets-fixtures.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';
-import {
-  coldHandler,
-  type Handler,
-  handlerDeps,
-  invoke,
-  setFunctionEnv,
-  startJobWorld,
-} from './support/jobs.ts';
+import { coldHandler, type Handler, handlerDeps, invoke, warmJobWorld } from './support/jobs.ts';
 
 const fig = figures(
   import.meta.url,
@@ -64,15 +58,7 @@ const HOSTILE_TABLES = [
 const HOSTILE_ROLLUPS = ['r"; drop table y; --', "r'$$x", 'r.dot %s'];
 
 beforeAll(async () => {
-  world = await startJobWorld();
-  setFunctionEnv(world.env());
-  const deps = handlerDeps(world);
-  warm = Object.fromEntries(JOBS.map((j) => [j, coldHandler(j, deps)])) as Record<JobName, Handler>;
-  fig.meta(
-    'postgres',
-    (await world.admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ??
-      '?',
-  );
+  ({ world, warm } = await warmJobWorld(fig, JOBS));
   fig.meta('seed', String(SEED));
   const admin = world.admin;
   await admin.query('CREATE TABLE public.y (id int); INSERT INTO public.y VALUES (42)');

@@ -18,15 +18,20 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  forgetDroppedShadows,
+  installWal2delta,
+  type SyncStatus,
+  setSync,
+} from '../../dev/fake-lakehouse-sync.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
 import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import { installWal2delta } from '../support/lakets-fixtures.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';
-import { applyGrants, clientFor, lsn, registryMismatches, scheduled } from './support/jobs.ts';
+import { applyGrants, clientFor, lsn, noteServer, registryMismatches, scheduled } from './support/jobs.ts';
 
 const fig = figures(
   import.meta.url,
@@ -39,7 +44,7 @@ const RUNS = Number(process.env['RELIABILITY_DURABILITY_RUNS'] ?? 60);
 const DAYS = 10; // rows are written into the chunks of the last DAYS days
 fig.meta('seed', String(SEED));
 
-type Status = 'STREAMING' | 'SNAPSHOTTING' | 'SKIPPED';
+type Status = SyncStatus;
 type Policy =
   | 'tiered_retention'
   | 'sync+retention'
@@ -147,10 +152,7 @@ beforeAll(async () => {
   db = await freshDatabase({ lakets: true });
   admin = await db.connect();
   writer = await db.connect();
-  fig.meta(
-    'postgres',
-    (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?',
-  );
+  await noteServer(fig, admin);
   await installWal2delta(admin);
   await admin.query(`CREATE ROLE ${pg.escapeIdentifier(role)} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
   await applyGrants(admin, role);
@@ -251,7 +253,7 @@ class Run {
   async teardown(): Promise<void> {
     await installWal2delta(admin);
     await admin.query(`SELECT lakets.drop_chronotable($1)`, [this.name]);
-    await admin.query(`DELETE FROM wal2delta.tables WHERE table_oid NOT IN (SELECT oid FROM pg_class)`);
+    await forgetDroppedShadows(admin);
   }
 
   async head(): Promise<bigint> {
@@ -268,11 +270,7 @@ class Run {
   /** Writes Sync's view into wal2delta.tables, as Lakehouse Sync would (when its table exists). */
   async publish(): Promise<void> {
     if (!this.synced || !this.w2d.present || this.sync.status === null) return;
-    await admin.query(
-      `INSERT INTO wal2delta.tables VALUES (format('lakets_cdf.%I', '_shadow_' || $1::text)::regclass, $2, $3::pg_lsn)
-       ON CONFLICT (table_oid) DO UPDATE SET status = excluded.status, committed_lsn = excluded.committed_lsn`,
-      [this.name, this.sync.status, this.sync.lsn === null ? null : fmt(this.sync.lsn)],
-    );
+    await setSync(admin, this.name, this.sync.status, this.sync.lsn === null ? null : fmt(this.sync.lsn));
     if (this.sync.status === 'STREAMING' && this.sync.lsn !== null && this.sync.lsn > this.proven)
       this.proven = this.sync.lsn;
   }

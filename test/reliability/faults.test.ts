@@ -8,6 +8,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta } from '../../dev/fake-lakehouse-sync.ts';
 import { JobFailed } from '../../lib/job-handler.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
 import { jobNamed } from '../../lib/jobs/catalog.ts';
@@ -16,7 +17,7 @@ import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { clearWorkspaceClients, createConnector, LakebaseError } from '../../lib/lakebase/index.ts';
 import type { World } from '../connection/world.ts';
 import { freshDatabase } from '../support/db.ts';
-import { installWal2delta, quote, stateFingerprint } from '../support/lakets-fixtures.ts';
+import { quote, stateFingerprint } from '../support/lakets-fixtures.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';
 import {
@@ -26,6 +27,7 @@ import {
   invoke,
   isOneLine,
   logicalState,
+  noteServer,
   type Outcome,
   registryMismatches,
   scheduled,
@@ -56,10 +58,7 @@ beforeAll(async () => {
   control = await db.connect();
   await installWal2delta(control);
   locker = await world.db.connect();
-  fig.meta(
-    'postgres',
-    (await control.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?',
-  );
+  await noteServer(fig, control);
   const deps = handlerDeps(world);
   warm = Object.fromEntries(JOBS.map((j) => [j, coldHandler(j, deps)])) as Record<JobName, Handler>;
 });

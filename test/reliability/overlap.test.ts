@@ -8,12 +8,13 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
 import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import { installWal2delta, quote, syncCaughtUp } from '../support/lakets-fixtures.ts';
+import { quote } from '../support/lakets-fixtures.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';
 import {
@@ -21,6 +22,7 @@ import {
   coldHandler,
   type Handler,
   invoke,
+  noteServer,
   registryMismatches,
   setFunctionEnv,
 } from './support/jobs.ts';
@@ -46,10 +48,7 @@ let containers: Record<JobName, [Handler, Handler]>;
 beforeAll(async () => {
   db = await freshDatabase({ lakets: true });
   admin = await db.connect();
-  fig.meta(
-    'postgres',
-    (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?',
-  );
+  await noteServer(fig, admin);
   await installWal2delta(admin);
   await admin.query(`CREATE ROLE ${pg.escapeIdentifier(role)} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
   e = await buildEstate(admin, 'ov');

@@ -24,8 +24,7 @@ import {
   handlerDeps,
   invoke,
   isOneLine,
-  setFunctionEnv,
-  startJobWorld,
+  warmJobWorld,
 } from './support/jobs.ts';
 import { buildEstate, dropEstate, type Estate } from './support/scenario.ts';
 
@@ -43,15 +42,7 @@ let n = 0;
 const extraSecrets: string[] = [];
 
 beforeAll(async () => {
-  world = await startJobWorld();
-  setFunctionEnv(world.env());
-  const deps = handlerDeps(world);
-  warm = Object.fromEntries(JOBS.map((j) => [j, coldHandler(j, deps)])) as Record<JobName, Handler>;
-  fig.meta(
-    'postgres',
-    (await world.admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ??
-      '?',
-  );
+  ({ world, warm } = await warmJobWorld(fig, JOBS));
 });
 
 afterEach(async () => {

@@ -3,27 +3,11 @@
 // undoes the others nor loses its pending work.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import {
-  bucketStart,
-  captureNotices,
-  cascade,
-  composeQuery,
-  createRollup,
-  DAY_MS,
-  diff,
-  expectError,
-  HOUR_MS,
-  hourlyRows,
-  insertRows,
-  MINUTE_MS,
-  makeSource,
-  pendingBuckets,
-  perDeviceQuery,
-  registry,
-  rollupTable,
-  serverNow,
-} from './helpers.ts';
+import type { TestDatabase } from '../support/db.ts';
+import { captureNotices, expectError } from '../support/pg-assert.ts';
+import { bucketStart, DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
+import { cascade, composeQuery, insertRows, perDeviceQuery, rollupFixture, rollupTable } from './helpers.ts';
+import { diff, pendingBuckets, registry } from './support/read.ts';
 
 let db: TestDatabase;
 let client: pg.Client;
@@ -52,24 +36,16 @@ const DEPENDS: Record<string, string[]> = {
 const ALL = Object.keys(QUERIES);
 
 beforeAll(async () => {
-  db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  day0 = bucketStart((await serverNow(client)) - 5 * DAY_MS, DAY_MS);
-  await makeSource(client, SRC, {
-    rows: hourlyRows(day0, 72),
-    cover: { from: new Date(day0), to: new Date(day0 + 4 * DAY_MS) },
-  });
-  await createRollup(client, 'z_hour', QUERIES['z_hour']!, { source: SRC });
-  await createRollup(client, 'y_day', QUERIES['y_day']!, { interval: '1 day', dependsOn: ['z_hour'] });
-  await createRollup(client, 'x_total', QUERIES['x_total']!, { interval: '1 day', dependsOn: ['y_day'] });
-  await createRollup(client, 'w_other', QUERIES['w_other']!, { interval: '2 hours', source: SRC });
-  await createRollup(client, 'v_mix', QUERIES['v_mix']!, {
-    interval: '1 day',
-    dependsOn: ['z_hour', 'w_other'],
-  });
-  await client.query(`SELECT lakets.enable_rollup_invalidation('z_hour')`);
-  await client.query(`SELECT lakets.enable_rollup_invalidation('w_other')`);
-  await client.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0'`);
+  ({ db, client, day0 } = await rollupFixture({
+    source: { name: SRC, hours: 72, coverDays: 4 },
+    rollups: {
+      z_hour: { query: QUERIES['z_hour']!, source: SRC, invalidation: true },
+      y_day: { query: QUERIES['y_day']!, interval: '1 day', dependsOn: ['z_hour'] },
+      x_total: { query: QUERIES['x_total']!, interval: '1 day', dependsOn: ['y_day'] },
+      w_other: { query: QUERIES['w_other']!, interval: '2 hours', source: SRC, invalidation: true },
+      v_mix: { query: QUERIES['v_mix']!, interval: '1 day', dependsOn: ['z_hour', 'w_other'] },
+    },
+  }));
 });
 
 /** Every RollUp equals its query run from scratch over what it reads. */

@@ -2,29 +2,24 @@
 // runs (or waits for them) lose nothing, and nobody deadlocks.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase, type TestDatabase } from '../support/db.ts';
+import type { TestDatabase } from '../support/db.ts';
+import { captureNotices } from '../support/pg-assert.ts';
+import { DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
 import {
   backendPid,
-  bucketStart,
   type CascadeRow,
-  captureNotices,
   cascade,
   composeQuery,
   createRollup,
-  DAY_MS,
-  diff,
-  HOUR_MS,
   hourlyRows,
   insertRows,
-  MINUTE_MS,
   makeSource,
-  pendingBuckets,
   perDeviceQuery,
-  registry,
+  rollupFixture,
   rollupTable,
-  serverNow,
   waitUntilBlocked,
 } from './helpers.ts';
+import { diff, pendingBuckets, registry } from './support/read.ts';
 
 let db: TestDatabase;
 let client: pg.Client;
@@ -42,20 +37,15 @@ const QUERIES: Record<string, string> = {
 const NAMES = Object.keys(QUERIES);
 
 beforeAll(async () => {
-  db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  day0 = bucketStart((await serverNow(client)) - 5 * DAY_MS, DAY_MS);
-  await makeSource(client, SRC, {
-    rows: hourlyRows(day0, 48),
-    cover: { from: new Date(day0), to: new Date(day0 + 4 * DAY_MS) },
-  });
-  await createRollup(client, 'cc_h', QUERIES['cc_h']!, { source: SRC });
-  await createRollup(client, 'cc_d', QUERIES['cc_d']!, { interval: '1 day', dependsOn: ['cc_h'] });
-  await createRollup(client, 'cc_slow', QUERIES['cc_slow']!, { interval: '1 day', dependsOn: ['cc_d'] });
-  await createRollup(client, 'cc_other', QUERIES['cc_other']!, { interval: '3 hours', source: SRC });
-  await client.query(`SELECT lakets.enable_rollup_invalidation('cc_h')`);
-  await client.query(`SELECT lakets.enable_rollup_invalidation('cc_other')`);
-  await client.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0'`);
+  ({ db, client, day0 } = await rollupFixture({
+    source: { name: SRC, hours: 48, coverDays: 4 },
+    rollups: {
+      cc_h: { query: QUERIES['cc_h']!, source: SRC, invalidation: true },
+      cc_d: { query: QUERIES['cc_d']!, interval: '1 day', dependsOn: ['cc_h'] },
+      cc_slow: { query: QUERIES['cc_slow']!, interval: '1 day', dependsOn: ['cc_d'] },
+      cc_other: { query: QUERIES['cc_other']!, interval: '3 hours', source: SRC, invalidation: true },
+    },
+  }));
 });
 
 async function expectAllExact(c: pg.Client = client): Promise<void> {

@@ -3,23 +3,17 @@
 // the lower RollUp through its window too. Ingest stays cheap: one trigger firing per statement.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../support/db.ts';
+import { DAY_MS, MINUTE_MS } from '../support/time.ts';
 import {
-  bucketStart,
   composeQuery,
-  createRollup,
-  DAY_MS,
-  diff,
+  createRollups,
   insertRows,
-  MINUTE_MS,
-  makeSource,
   perDeviceQuery,
   refresh,
-  registry,
+  rollupFixture,
   rollupTable,
-  serverNow,
-  setLag,
 } from './helpers.ts';
+import { diff, registry } from './support/read.ts';
 
 let client: pg.Client;
 let day0: number;
@@ -29,13 +23,10 @@ const ROWS = DAYS * 24 * 60; // one row a minute
 let partitions: number;
 
 beforeAll(async () => {
-  const db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  day0 = bucketStart((await serverNow(client)) - 10 * DAY_MS, DAY_MS);
-  await makeSource(client, SRC, {
-    chunk: '6 hours',
-    cover: { from: new Date(day0), to: new Date(day0 + DAYS * DAY_MS) },
-  });
+  ({ client, day0 } = await rollupFixture({
+    daysAgo: 10,
+    source: { name: SRC, chunk: '6 hours', coverDays: DAYS },
+  }));
   await client.query(
     `INSERT INTO ${SRC} (ts, device, v) SELECT $1::timestamptz + g * interval '1 minute', g % 4, g % 97 FROM generate_series(0, $2 - 1) g`,
     [new Date(day0), ROWS],
@@ -44,12 +35,10 @@ beforeAll(async () => {
   partitions = (
     await client.query('SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = $1::regclass', [SRC])
   ).rows[0].n;
-  await createRollup(client, 'cost_h', perDeviceQuery(SRC), { source: SRC });
-  await createRollup(client, 'cost_d', composeQuery('_rollup_cost_h', '1 day'), {
-    interval: '1 day',
-    dependsOn: ['cost_h'],
+  await createRollups(client, {
+    cost_h: { query: perDeviceQuery(SRC), source: SRC },
+    cost_d: { query: composeQuery('_rollup_cost_h', '1 day'), interval: '1 day', dependsOn: ['cost_h'] },
   });
-  await setLag(client, '0');
 });
 
 interface PlanNode {

@@ -4,15 +4,11 @@ import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { createChronotable, qname, type Rows } from '../../dev/chronotable.ts';
+import { freshDatabase, type TestDatabase } from '../support/db.ts';
+import { bucketStart, DAY_MS, HOUR_MS, MINUTE_MS, serverNow } from '../support/time.ts';
 
-export const MINUTE_MS = 60_000;
-export const HOUR_MS = 60 * MINUTE_MS;
-export const DAY_MS = 24 * HOUR_MS;
-
-/** `schema.name` quoted for SQL. */
-export function qname(schema: string, name: string): string {
-  return `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`;
-}
+export { qname };
 
 /** The table of RollUp `name`, as the contract names it: `public._rollup_<name>`. */
 export function rollupTable(name: string): string {
@@ -28,13 +24,24 @@ export interface SourceRow {
 }
 
 /** Inserts rows into `table` in one statement (one trigger firing per statement). */
+/** Source rows as one SELECT over arrays (one statement: one trigger firing per statement). */
+function unnestRows(rows: SourceRow[]): Rows {
+  return {
+    sql: 'SELECT * FROM unnest($1::timestamptz[], $2::int[], $3::int[], $4::int[])',
+    values: [
+      rows.map((r) => r.ts),
+      rows.map((r) => r.device),
+      rows.map((r) => r.v),
+      rows.map((r) => r.id ?? null),
+    ],
+  };
+}
+
+/** Inserts rows into `table` in one statement (one trigger firing per statement). */
 export async function insertRows(client: pg.Client, table: string, rows: SourceRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await client.query(
-    `INSERT INTO ${qname('public', table)} (ts, device, v, id)
-     SELECT * FROM unnest($1::timestamptz[], $2::int[], $3::int[], $4::int[])`,
-    [rows.map((r) => r.ts), rows.map((r) => r.device), rows.map((r) => r.v), rows.map((r) => r.id ?? null)],
-  );
+  const { sql, values } = unnestRows(rows);
+  await client.query(`INSERT INTO ${qname('public', table)} (ts, device, v, id) ${sql}`, values);
 }
 
 /**
@@ -47,23 +54,14 @@ export async function makeSource(
   table: string,
   options: { chunk?: string; rows?: SourceRow[]; cover?: { from: Date; to: Date } } = {},
 ): Promise<number> {
-  await client.query(
-    `CREATE TABLE ${qname('public', table)} (ts timestamptz NOT NULL, device int NOT NULL, v int NOT NULL, id int)`,
-  );
-  await insertRows(client, table, options.rows ?? []);
-  const { rows } = await client.query<{ id: number }>(
-    'SELECT lakets.create_chronotable($1, $2, $3::interval) AS id',
-    [table, 'ts', options.chunk ?? '1 day'],
-  );
-  const id = rows[0]!.id;
-  if (options.cover) {
-    await client.query('SELECT lakets._ensure_partitions($1, p_range_start => $2, p_range_end => $3)', [
-      id,
-      options.cover.from,
-      options.cover.to,
-    ]);
-  }
-  return id;
+  const rows = options.rows ?? [];
+  return createChronotable(client, {
+    name: table,
+    columns: 'device int NOT NULL, v int NOT NULL, id int',
+    chunk: options.chunk ?? '1 day',
+    ...(rows.length > 0 && { existingRows: unnestRows(rows) }),
+    ...(options.cover && { partitions: options.cover }),
+  });
 }
 
 /** Per-device hourly (or other `bucket`) aggregates over `from`: they compose exactly. */
@@ -122,96 +120,6 @@ export async function cascade(client: pg.Client, name?: string): Promise<Cascade
     name === undefined ? [] : [name],
   );
   return rows;
-}
-
-export interface RegistryRow {
-  id: number;
-  name: string;
-  source_chronotable_id: number | null;
-  rollup_table: string;
-  bucket_column: string;
-  watermark: Date | null;
-  depends_on: number[];
-  last_refreshed_at: Date | null;
-  refresh_query: string | null;
-  invalidation_enabled: boolean;
-}
-
-export async function registry(client: pg.Client, name: string): Promise<RegistryRow> {
-  const { rows } = await client.query<RegistryRow>('SELECT * FROM lakets._rollup_registry WHERE name = $1', [
-    name,
-  ]);
-  if (!rows[0]) throw new Error(`no RollUp ${name}`);
-  return rows[0];
-}
-
-/** Max bucket materialized in a RollUp table. */
-export async function maxBucket(client: pg.Client, table: string, column = 'bucket'): Promise<Date | null> {
-  const { rows } = await client.query<{ m: Date | null }>(
-    `SELECT max(${pg.escapeIdentifier(column)}) AS m FROM ${table}`,
-  );
-  return rows[0]!.m;
-}
-
-/** The invalidation log of a RollUp, as ISO bucket starts, ascending. */
-export async function pendingBuckets(client: pg.Client, name: string): Promise<string[]> {
-  const { rows } = await client.query<{ b: Date }>(
-    `SELECT l.bucket_start AS b FROM lakets._rollup_invalidation_log l
-       JOIN lakets._rollup_registry r ON r.id = l.rollup_id
-      WHERE r.name = $1 ORDER BY 1`,
-    [name],
-  );
-  return rows.map((r) => r.b.toISOString());
-}
-
-export interface DiffRow {
-  side: 'missing' | 'extra';
-  bucket: Date;
-  [column: string]: unknown;
-}
-
-/**
- * Rows that differ between a RollUp's table and its query run from scratch now: `missing` rows are in
- * the query's result but not the table, `extra` the other way round. `where` restricts both sides
- * (a SQL condition on their columns, e.g. on `bucket`).
- */
-export async function diff(
-  client: pg.Client,
-  table: string,
-  query: string,
-  where = 'true',
-  params: unknown[] = [],
-): Promise<DiffRow[]> {
-  const { rows } = await client.query<DiffRow>(
-    `WITH expected AS (SELECT * FROM (${query}) q WHERE ${where}),
-          actual AS (SELECT * FROM ${table} t WHERE ${where})
-     SELECT 'missing' AS side, * FROM (SELECT * FROM expected EXCEPT ALL SELECT * FROM actual) a
-     UNION ALL
-     SELECT 'extra' AS side, * FROM (SELECT * FROM actual EXCEPT ALL SELECT * FROM expected) b
-     ORDER BY bucket, side`,
-    params,
-  );
-  return rows;
-}
-
-/** Number of rows in a table (or any FROM item). */
-export async function count(client: pg.Client, from: string): Promise<number> {
-  const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${from}`);
-  return rows[0]!.n;
-}
-
-export { captureNotices, expectError, type Notice } from '../support/pg-assert.ts';
-
-/** now() on the server, in ms. */
-export async function serverNow(client: pg.Client): Promise<number> {
-  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
-  return rows[0]!.now.getTime();
-}
-
-/** Start of the bucket holding `ms` (date_bin with the LakeTS origin, 2000-01-01 UTC). */
-export function bucketStart(ms: number, intervalMs: number): number {
-  const origin = Date.UTC(2000, 0, 1);
-  return origin + Math.floor((ms - origin) / intervalMs) * intervalMs;
 }
 
 /**
@@ -274,4 +182,62 @@ export function hourlyRows(startMs: number, hours: number, devices = 3, firstId 
     }
   }
   return out;
+}
+
+export interface RollupSpec {
+  query: string;
+  /** Bucket interval (default 1 hour). */
+  interval?: string;
+  source?: string;
+  dependsOn?: string[];
+  /** enable_rollup_invalidation once every RollUp exists. */
+  invalidation?: boolean;
+}
+
+/** Creates `rollups` in order, enables invalidation where asked, then sets every refresh_lag to 0. */
+export async function createRollups(client: pg.Client, rollups: Record<string, RollupSpec>): Promise<void> {
+  for (const [name, spec] of Object.entries(rollups)) await createRollup(client, name, spec.query, spec);
+  for (const [name, spec] of Object.entries(rollups)) {
+    if (spec.invalidation) await client.query('SELECT lakets.enable_rollup_invalidation($1)', [name]);
+  }
+  await setLag(client, '0');
+}
+
+export interface RollupFixture {
+  db: TestDatabase;
+  client: pg.Client;
+  /** now() on the server when the fixture was built, in ms. */
+  now: number;
+  /** Start of the UTC day `daysAgo` days back: the first day of the source's rows. */
+  day0: number;
+  /** The source ChronoTable's id (0 without a source). */
+  sourceId: number;
+}
+
+/**
+ * The world of a RollUp test file: a fresh database with LakeTS; when `source` is given, a source
+ * ChronoTable with `hours` hourly rows from day0 (hourlyRows) and partitions over `coverDays` days
+ * from day0; then `rollups` (createRollups).
+ */
+export async function rollupFixture(
+  options: {
+    daysAgo?: number;
+    source?: { name: string; hours?: number; coverDays: number; chunk?: string };
+    rollups?: Record<string, RollupSpec>;
+  } = {},
+): Promise<RollupFixture> {
+  const db = await freshDatabase({ lakets: true });
+  const client = await db.connect();
+  const now = await serverNow(client);
+  const day0 = bucketStart(now - (options.daysAgo ?? 5) * DAY_MS, DAY_MS);
+  const { source } = options;
+  const sourceId = source
+    ? await makeSource(client, source.name, {
+        ...(source.chunk === undefined ? {} : { chunk: source.chunk }),
+        rows: hourlyRows(day0, source.hours ?? 0),
+        cover: { from: new Date(day0), to: new Date(day0 + source.coverDays * DAY_MS) },
+      })
+    : 0;
+  if (options.rollups) await createRollups(client, options.rollups);
+  return { db, client, now, day0, sourceId };
 }

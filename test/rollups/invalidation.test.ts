@@ -3,30 +3,21 @@
 // across buckets and partitions), DELETE and COPY; invalidate_rollup_range; enable/disable.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../support/db.ts';
+import { expectError } from '../support/pg-assert.ts';
+import { bucketStart, DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
 import {
-  bucketStart,
   composeQuery,
   copyRows,
-  count,
   createRollup,
-  DAY_MS,
-  diff,
-  expectError,
-  HOUR_MS,
-  hourlyRows,
   insertRows,
-  MINUTE_MS,
-  makeSource,
-  pendingBuckets,
   perDeviceQuery,
   qname,
   refresh,
-  registry,
+  rollupFixture,
   rollupTable,
-  serverNow,
   setLag,
 } from './helpers.ts';
+import { count, diff, pendingBuckets, registry } from './support/read.ts';
 
 let client: pg.Client;
 let day0: number;
@@ -39,16 +30,10 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const hourOf = (ms: number) => iso(bucketStart(ms, HOUR_MS));
 
 beforeAll(async () => {
-  const db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  day0 = bucketStart((await serverNow(client)) - 5 * DAY_MS, DAY_MS);
-  sourceId = await makeSource(client, SRC, {
-    rows: hourlyRows(day0, 72),
-    cover: { from: new Date(day0), to: new Date(day0 + 4 * DAY_MS) },
-  });
-  await createRollup(client, 'inv_h', perDeviceQuery(SRC), { source: SRC });
-  await client.query(`SELECT lakets.enable_rollup_invalidation('inv_h')`);
-  await setLag(client, '0');
+  ({ client, day0, sourceId } = await rollupFixture({
+    source: { name: SRC, hours: 72, coverDays: 4 },
+    rollups: { inv_h: { query: perDeviceQuery(SRC), source: SRC, invalidation: true } },
+  }));
   w = (await registry(client, 'inv_h')).watermark!.getTime();
 });
 

@@ -9,21 +9,18 @@
 import fc from 'fast-check';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../support/db.ts';
+import { bucketStart, DAY_MS, HOUR_MS } from '../support/time.ts';
 import {
-  bucketStart,
   composeQuery,
   copyRows,
   createRollup,
-  DAY_MS,
-  diff,
-  HOUR_MS,
   insertRows,
   makeSource,
+  rollupFixture,
   rollupTable,
   type SourceRow,
-  serverNow,
 } from './helpers.ts';
+import { diff } from './support/read.ts';
 
 const RUNS = Number(process.env['ROLLUPS_RUNS'] ?? 40);
 const MAX_STEPS = Number(process.env['ROLLUPS_STEPS'] ?? 12);
@@ -38,9 +35,9 @@ let client: pg.Client;
 let windowStart: number;
 
 beforeAll(async () => {
-  const db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  windowStart = bucketStart((await serverNow(client)) - 6 * DAY_MS, CHUNK_MS) + CHUNK_MS;
+  const { client: c, now } = await rollupFixture();
+  client = c;
+  windowStart = bucketStart(now - 6 * DAY_MS, CHUNK_MS) + CHUNK_MS;
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -3,37 +3,29 @@
 // that cannot be windowed.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase, type TestDatabase } from '../support/db.ts';
+import type { TestDatabase } from '../support/db.ts';
+import { captureNotices, expectError } from '../support/pg-assert.ts';
+import { DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
 import {
-  bucketStart,
-  captureNotices,
   cascade,
   createRollup,
-  DAY_MS,
-  diff,
-  expectError,
-  HOUR_MS,
   hourlyRows,
   insertRows,
-  MINUTE_MS,
   makeSource,
-  pendingBuckets,
   perDeviceQuery,
   refresh,
-  registry,
+  rollupFixture,
   rollupTable,
-  serverNow,
   setLag,
 } from './helpers.ts';
+import { diff, pendingBuckets, registry } from './support/read.ts';
 
 let db: TestDatabase;
 let client: pg.Client;
 let day0: number;
 
 beforeAll(async () => {
-  db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  day0 = bucketStart((await serverNow(client)) - 5 * DAY_MS, DAY_MS);
+  ({ db, client, day0 } = await rollupFixture());
 });
 
 /** A ChronoTable with 3 days of hourly rows (partitions for 4 days) and an hourly RollUp over it. */

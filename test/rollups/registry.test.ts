@@ -2,39 +2,27 @@
 // initial full load and watermark, RollUps over RollUps, and clear errors that leave nothing behind.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../support/db.ts';
+import { expectError } from '../support/pg-assert.ts';
+import { DAY_MS, HOUR_MS, serverNow } from '../support/time.ts';
 import {
-  bucketStart,
   composeQuery,
-  count,
   createRollup,
-  DAY_MS,
-  diff,
-  expectError,
-  HOUR_MS,
   hourlyRows,
   makeSource,
-  maxBucket,
   perDeviceQuery,
   refresh,
-  registry,
+  rollupFixture,
   rollupTable,
-  serverNow,
   setLag,
 } from './helpers.ts';
+import { count, diff, maxBucket, registry } from './support/read.ts';
 
 let client: pg.Client;
 let day0: number;
 
 beforeAll(async () => {
-  const db = await freshDatabase({ lakets: true });
-  client = await db.connect();
-  day0 = bucketStart((await serverNow(client)) - 5 * DAY_MS, DAY_MS);
   // 3 days of hourly rows for 3 devices.
-  await makeSource(client, 'reg_src', {
-    rows: hourlyRows(day0, 72),
-    cover: { from: new Date(day0), to: new Date(day0 + 4 * DAY_MS) },
-  });
+  ({ client, day0 } = await rollupFixture({ source: { name: 'reg_src', hours: 72, coverDays: 4 } }));
 });
 
 async function columns(table: string): Promise<Record<string, { type: string; default: string | null }>> {

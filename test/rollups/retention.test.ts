@@ -3,25 +3,9 @@
 // chunks are still re-aggregated. Retention itself never touches RollUp tables or the log.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../support/db.ts';
-import {
-  bucketStart,
-  cascade,
-  composeQuery,
-  createRollup,
-  DAY_MS,
-  diff,
-  HOUR_MS,
-  hourlyRows,
-  insertRows,
-  MINUTE_MS,
-  makeSource,
-  pendingBuckets,
-  perDeviceQuery,
-  registry,
-  rollupTable,
-  serverNow,
-} from './helpers.ts';
+import { DAY_MS, HOUR_MS, MINUTE_MS } from '../support/time.ts';
+import { cascade, composeQuery, insertRows, perDeviceQuery, rollupFixture, rollupTable } from './helpers.ts';
+import { diff, pendingBuckets, registry } from './support/read.ts';
 
 let client: pg.Client;
 let day0: number;
@@ -32,21 +16,15 @@ const D = rollupTable('ret_d');
 const iso = (ms: number) => new Date(ms).toISOString();
 
 beforeAll(async () => {
-  const db = await freshDatabase({ lakets: true });
-  client = await db.connect();
   // Day 0 ends between 6 and 5 days ago: a 5-day retention drops exactly day 0.
-  day0 = bucketStart((await serverNow(client)) - 6 * DAY_MS, DAY_MS);
-  sourceId = await makeSource(client, SRC, {
-    rows: hourlyRows(day0, 96),
-    cover: { from: new Date(day0), to: new Date(day0 + 5 * DAY_MS) },
-  });
-  await createRollup(client, 'ret_h', perDeviceQuery(SRC), { source: SRC });
-  await createRollup(client, 'ret_d', composeQuery('_rollup_ret_h', '1 day'), {
-    interval: '1 day',
-    dependsOn: ['ret_h'],
-  });
-  await client.query(`SELECT lakets.enable_rollup_invalidation('ret_h')`);
-  await client.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0'`);
+  ({ client, day0, sourceId } = await rollupFixture({
+    daysAgo: 6,
+    source: { name: SRC, hours: 96, coverDays: 5 },
+    rollups: {
+      ret_h: { query: perDeviceQuery(SRC), source: SRC, invalidation: true },
+      ret_d: { query: composeQuery('_rollup_ret_h', '1 day'), interval: '1 day', dependsOn: ['ret_h'] },
+    },
+  }));
 });
 
 /** ret_h's rows over day 0 (the chunk retention drops), as comparable JSON. */

@@ -3,16 +3,9 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import {
-  bucketStart,
-  captureNotices,
-  chunks,
-  DAY_MS,
-  expectError,
-  HOUR_MS,
-  serverNow,
-  suffix,
-} from './helpers.ts';
+import { captureNotices, expectError } from '../support/pg-assert.ts';
+import { bucketStart, DAY_MS, HOUR_MS, serverNow } from '../support/time.ts';
+import { chunks, suffix } from './helpers.ts';
 
 let db: TestDatabase;
 let client: pg.Client;

@@ -2,8 +2,9 @@
 // Lakehouse Sync passes its statement-time stamp must not let its chunk count as durable.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import { chunkStatuses, installWal2delta, metricsTable, syncCaughtUp } from '../support/lakets-fixtures.ts';
+import { chunkStatuses, metricsTable } from '../support/lakets-fixtures.ts';
 
 let db: TestDatabase;
 let admin: pg.Client;

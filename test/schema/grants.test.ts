@@ -3,18 +3,11 @@
 // EXECUTE is not granted to PUBLIC, yet plain writers still fire LakeTS triggers.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import {
-  chunks,
-  createWal2delta,
-  DAY_MS,
-  expectError,
-  lsnCompare,
-  makeChronotable,
-  relationExists,
-  serverNow,
-  syncCaughtUp,
-} from './helpers.ts';
+import { expectError } from '../support/pg-assert.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, lsnCompare, makeChronotable, relationExists } from './helpers.ts';
 
 let db: TestDatabase;
 let admin: pg.Client;
@@ -41,7 +34,7 @@ beforeAll(async () => {
   admin = await db.connect();
   now = await serverNow(admin);
   job = `lakets_job_${db.name}`;
-  await createWal2delta(admin);
+  await installWal2delta(admin);
   // Superuser-owned ChronoTable, synced, with a tiered_retention policy: what the jobs maintain.
   await makeChronotable(admin, 'job_t', {
     interval: '1 day',

@@ -1,73 +1,8 @@
-// Shared fixtures for the schema tests: a stand-in for Databricks Lakehouse Sync (wal2delta), NOTICE
-// capture, and bucket arithmetic. The wal2delta fixture lives here only: the schema never creates it.
-import pg from 'pg';
-
-export type SyncStatus = 'SNAPSHOTTING' | 'STREAMING' | 'SKIPPED';
-
-/** `lakets._origin()`: every bucket is date_bin(interval, ts, this). */
-export const ORIGIN_MS = Date.UTC(2000, 0, 1);
-export const HOUR_MS = 3_600_000;
-export const DAY_MS = 24 * HOUR_MS;
-
-/** Creates the schema and table Lakehouse Sync owns (idempotent). */
-export async function createWal2delta(client: pg.Client): Promise<void> {
-  await client.query(
-    `CREATE SCHEMA IF NOT EXISTS wal2delta;
-     CREATE TABLE IF NOT EXISTS wal2delta.tables (table_oid oid, status text, committed_lsn pg_lsn)`,
-  );
-}
-
-export async function dropWal2delta(client: pg.Client): Promise<void> {
-  await client.query('DROP SCHEMA IF EXISTS wal2delta CASCADE');
-}
-
-/** The shadow of a synced ChronoTable, as a regclass literal usable in SQL. */
-export async function shadowOf(client: pg.Client, table: string, schema = 'public'): Promise<string> {
-  const { rows } = await client.query<{ shadow: string | null }>(
-    `SELECT format('lakets_cdf.%I', shadow_table_name) AS shadow FROM lakets._chronotable_registry
-      WHERE schema_name = $1 AND table_name = $2 AND shadow_table_name IS NOT NULL`,
-    [schema, table],
-  );
-  const shadow = rows[0]?.shadow;
-  if (!shadow) throw new Error(`${schema}.${table} is not synced`);
-  return shadow;
-}
-
-/**
- * Plays Lakehouse Sync for the shadow of `table`: sets its status and, when given, its committed_lsn
- * ('current' = pg_current_wal_insert_lsn(), i.e. everything written so far is in Delta). Returns the
- * committed_lsn now recorded.
- */
-export async function setSync(
-  client: pg.Client,
-  table: string,
-  status: SyncStatus,
-  lsn?: string,
-  schema = 'public',
-): Promise<string | null> {
-  const shadow = await shadowOf(client, table, schema);
-  await client.query('DELETE FROM wal2delta.tables WHERE table_oid = $1::regclass', [shadow]);
-  const { rows } = await client.query<{ committed_lsn: string | null }>(
-    `INSERT INTO wal2delta.tables (table_oid, status, committed_lsn)
-     VALUES ($1::regclass, $2,
-             CASE WHEN $3::text = 'current' THEN pg_current_wal_insert_lsn() ELSE $3::pg_lsn END)
-     RETURNING committed_lsn::text`,
-    [shadow, status, lsn ?? null],
-  );
-  return rows[0]!.committed_lsn;
-}
-
-/** Lakehouse Sync caught up with everything written so far. */
-export function syncCaughtUp(client: pg.Client, table: string, schema = 'public'): Promise<string | null> {
-  return setSync(client, table, 'STREAMING', 'current', schema);
-}
-
-export { captureNotices, expectError, type Notice } from '../support/pg-assert.ts';
-
-/** Start of the bucket holding `ms` (date_bin with the LakeTS origin). */
-export function bucketStart(ms: number, intervalMs: number): number {
-  return ORIGIN_MS + Math.floor((ms - ORIGIN_MS) / intervalMs) * intervalMs;
-}
+// Shared fixtures for the schema tests: ChronoTables `(ts, v)`, their chunks, relation checks,
+// partition suffixes and LSN order. Lakehouse Sync (wal2delta) is played by dev/fake-lakehouse-sync.ts:
+// the schema never creates it.
+import type pg from 'pg';
+import { createChronotable } from '../../dev/chronotable.ts';
 
 /** The `YYYYMMDD_HH24MISS` suffix of a partition starting at `ms`, in UTC. */
 export function suffix(ms: number): string {
@@ -107,10 +42,7 @@ export async function relationExists(client: pg.Client, schema: string, name: st
   return rows[0]!.ok;
 }
 
-/** `schema.name` quoted for SQL. */
-export function qname(schema: string, name: string): string {
-  return `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`;
-}
+export { qname } from '../../dev/chronotable.ts';
 
 /** pg_lsn text ordering: compares two LSNs like 0/16B3748. */
 export function lsnCompare(a: string, b: string): number {
@@ -128,25 +60,17 @@ export async function makeChronotable(
   table: string,
   options: { interval?: string; rows?: Date[]; schema?: string } = {},
 ): Promise<number> {
-  const schema = options.schema ?? 'public';
-  const rel = qname(schema, table);
-  await client.query(`CREATE TABLE ${rel} (ts timestamptz NOT NULL, v int)`);
   const rows = options.rows ?? [];
-  if (rows.length > 0) {
-    await client.query(
-      `INSERT INTO ${rel} (ts, v) SELECT t, ord::int FROM unnest($1::timestamptz[]) WITH ORDINALITY u(t, ord)`,
-      [rows],
-    );
-  }
-  const { rows: created } = await client.query<{ id: number }>(
-    'SELECT lakets.create_chronotable($1, $2, $3::interval, $4) AS id',
-    [table, 'ts', options.interval ?? '1 day', schema],
-  );
-  return created[0]!.id;
-}
-
-/** now() on the server, in ms. */
-export async function serverNow(client: pg.Client): Promise<number> {
-  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
-  return rows[0]!.now.getTime();
+  return createChronotable(client, {
+    name: table,
+    schema: options.schema ?? 'public',
+    columns: 'v int',
+    chunk: options.interval ?? '1 day',
+    ...(rows.length > 0 && {
+      existingRows: {
+        sql: 'SELECT t, ord::int FROM unnest($1::timestamptz[]) WITH ORDINALITY u(t, ord)',
+        values: [rows],
+      },
+    }),
+  });
 }

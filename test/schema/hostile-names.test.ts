@@ -2,17 +2,10 @@
 // lifecycle: create_chronotable, _ensure_partitions, policies, sync, tiering, retention, drop.
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { installWal2delta, shadowOf, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase } from '../support/db.ts';
-import {
-  chunks,
-  createWal2delta,
-  DAY_MS,
-  qname,
-  relationExists,
-  serverNow,
-  shadowOf,
-  syncCaughtUp,
-} from './helpers.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, qname, relationExists } from './helpers.ts';
 
 let client: pg.Client;
 let now: number;
@@ -21,7 +14,7 @@ beforeAll(async () => {
   const db = await freshDatabase({ lakets: true });
   client = await db.connect();
   now = await serverNow(client);
-  await createWal2delta(client);
+  await installWal2delta(client);
   await client.query('CREATE TABLE y (id int); INSERT INTO y VALUES (1)');
 });
 

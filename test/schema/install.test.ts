@@ -22,7 +22,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FLAVOR, InstallRefused, installLakets, LAKETS_COMPAT_VERSION } from '../../lib/schema/installer.ts';
 import { loadMigrations, MigrationLayoutError } from '../../lib/schema/migrations.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import { expectError } from './helpers.ts';
+import { expectError } from '../support/pg-assert.ts';
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '..', '..');

@@ -3,16 +3,9 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import {
-  bucketStart,
-  chunks,
-  DAY_MS,
-  expectError,
-  HOUR_MS,
-  makeChronotable,
-  qname,
-  suffix,
-} from './helpers.ts';
+import { expectError } from '../support/pg-assert.ts';
+import { bucketStart, DAY_MS, HOUR_MS } from '../support/time.ts';
+import { chunks, makeChronotable, qname, suffix } from './helpers.ts';
 
 let db: TestDatabase;
 let client: pg.Client;

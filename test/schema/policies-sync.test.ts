@@ -3,7 +3,9 @@
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import { captureNotices, expectError, makeChronotable, serverNow } from './helpers.ts';
+import { captureNotices, expectError } from '../support/pg-assert.ts';
+import { serverNow } from '../support/time.ts';
+import { makeChronotable } from './helpers.ts';
 
 let db: TestDatabase;
 let client: pg.Client;

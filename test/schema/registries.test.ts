@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/db.ts';
-import { expectError } from './helpers.ts';
+import { expectError } from '../support/pg-assert.ts';
 
 let client: pg.Client;
 

@@ -3,18 +3,11 @@
 // stamps last_run_at and touches nothing else.
 import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { dropWal2delta, installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase } from '../support/db.ts';
-import {
-  captureNotices,
-  chunks,
-  createWal2delta,
-  DAY_MS,
-  dropWal2delta,
-  makeChronotable,
-  relationExists,
-  serverNow,
-  syncCaughtUp,
-} from './helpers.ts';
+import { captureNotices } from '../support/pg-assert.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, makeChronotable, relationExists } from './helpers.ts';
 
 let client: pg.Client;
 let now: number;
@@ -28,7 +21,7 @@ beforeAll(async () => {
 // Each test starts from an empty Lakehouse Sync fixture and sets what it needs.
 beforeEach(async () => {
   await dropWal2delta(client);
-  await createWal2delta(client);
+  await installWal2delta(client);
 });
 
 const DAYS = [-10, -8, -6, -4, -1];

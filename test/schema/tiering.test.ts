@@ -2,20 +2,11 @@
 // untier_chunk, show_tiering_status, and a write into a tiered chunk deferring retention.
 import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { dropWal2delta, installWal2delta, setSync, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import {
-  captureNotices,
-  chunks,
-  createWal2delta,
-  DAY_MS,
-  dropWal2delta,
-  lsnCompare,
-  makeChronotable,
-  relationExists,
-  serverNow,
-  setSync,
-  syncCaughtUp,
-} from './helpers.ts';
+import { captureNotices } from '../support/pg-assert.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, lsnCompare, makeChronotable, relationExists } from './helpers.ts';
 
 let db: TestDatabase;
 let client: pg.Client;
@@ -39,7 +30,7 @@ beforeAll(async () => {
 // Each test starts from an empty Lakehouse Sync fixture and sets what it needs.
 beforeEach(async () => {
   await dropWal2delta(client);
-  await createWal2delta(client);
+  await installWal2delta(client);
 });
 
 /** Chunk name of the day `day` days from now. */
@@ -189,7 +180,7 @@ describe('_get_chunks_to_tier', () => {
     expect(await candidates(client, 'gct_d')).toHaveLength(5);
     await dropWal2delta(client);
     expect(await candidates(client, 'gct_d')).toEqual([]);
-    await createWal2delta(client);
+    await installWal2delta(client);
     // A retention-only policy is not a tiering policy.
     await client.query(
       "SELECT lakets.remove_tiering_policy('gct_d'); SELECT lakets.add_retention_policy('gct_d', '3 days')",

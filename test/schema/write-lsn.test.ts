@@ -4,7 +4,8 @@
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/db.ts';
-import { chunks, DAY_MS, lsnCompare, makeChronotable, serverNow } from './helpers.ts';
+import { DAY_MS, serverNow } from '../support/time.ts';
+import { chunks, lsnCompare, makeChronotable } from './helpers.ts';
 
 let client: pg.Client;
 let now: number;

@@ -1,6 +1,7 @@
-// Building blocks for job tests: ChronoTables with data, policies, sync, and the wal2delta fixture
-// that plays Lakehouse Sync (it lives in tests only, never in the schema).
+// Building blocks for job tests: ChronoTables with data, late writes, chunk statuses and a fingerprint
+// of what the jobs may change. Lakehouse Sync is played by dev/fake-lakehouse-sync.ts.
 import type pg from 'pg';
+import { createChronotable } from '../../dev/chronotable.ts';
 
 export interface MetricsTable {
   /** Unquoted table name in schema public. */
@@ -18,46 +19,22 @@ export async function metricsTable(
   days = 10,
   devices = 3,
 ): Promise<MetricsTable> {
-  const table = `public.${quote(name)}`;
-  await db.query(`CREATE TABLE ${table} (ts timestamptz NOT NULL, device text NOT NULL, value float8)`);
-  const { rows } = await db.query<{ id: number }>(
-    `SELECT lakets.create_chronotable($1, 'ts', interval '1 day') AS id`,
-    [name],
-  );
-  const id = rows[0]?.id as number;
-  await db.query(`SELECT lakets._ensure_partitions($1, p_range_start => now() - make_interval(days => $2))`, [
-    id,
-    days,
-  ]);
-  await db.query(
-    `INSERT INTO ${table}
-     SELECT t, 'd' || d, d * 10 + extract(hour FROM t)
-       FROM generate_series(date_trunc('hour', now()) - make_interval(days => $1), now(), interval '1 hour') t,
-            generate_series(1, $2) d`,
-    [days, devices],
-  );
+  const id = await createChronotable(db, {
+    name,
+    columns: 'device text NOT NULL, value float8',
+    partitions: { days },
+    rows: {
+      sql: `SELECT t, 'd' || d, d * 10 + extract(hour FROM t)
+              FROM generate_series(date_trunc('hour', now()) - make_interval(days => $1), now(), interval '1 hour') t,
+                   generate_series(1, $2) d`,
+      values: [days, devices],
+    },
+  });
   return { name, id };
 }
 
 export function quote(identifier: string): string {
   return `"${identifier.replaceAll('"', '""')}"`;
-}
-
-/** wal2delta as Lakehouse Sync would have it: one row per synced shadow. Idempotent. */
-export async function installWal2delta(db: pg.Client): Promise<void> {
-  await db.query(`CREATE SCHEMA IF NOT EXISTS wal2delta;
-    CREATE TABLE IF NOT EXISTS wal2delta.tables (table_oid oid PRIMARY KEY, status text NOT NULL, committed_lsn pg_lsn)`);
-}
-
-/** Lakehouse Sync streaming the table's shadow, committed up to the current WAL position. */
-export async function syncCaughtUp(db: pg.Client, name: string, status = 'STREAMING'): Promise<void> {
-  await db.query(
-    `INSERT INTO wal2delta.tables
-     SELECT format('lakets_cdf.%I', shadow_table_name)::regclass, $2, pg_current_wal_insert_lsn()
-       FROM lakets._chronotable_registry WHERE schema_name = 'public' AND table_name = $1
-     ON CONFLICT (table_oid) DO UPDATE SET status = excluded.status, committed_lsn = excluded.committed_lsn`,
-    [name, status],
-  );
 }
 
 /** A late write into the chunk that holds `daysAgo` (after Sync's committed LSN, so unproven). */

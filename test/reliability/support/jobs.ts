@@ -4,6 +4,7 @@
 // schema installed and the job role holding exactly the documented grants.
 import type { Context } from 'aws-lambda';
 import pg from 'pg';
+import { installWal2delta } from '../../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext, schedulerEvent } from '../../../dev/lambda-context.ts';
 import { grantStatements } from '../../../lib/grants.ts';
 import { JobFailed, makeHandler } from '../../../lib/job-handler.ts';
@@ -12,8 +13,8 @@ import type { JobName, JobOptions, JobReport } from '../../../lib/jobs/types.ts'
 import type { ConnectorDeps } from '../../../lib/lakebase/index.ts';
 import { installLakets } from '../../../lib/schema/installer.ts';
 import { startWorld, type World } from '../../connection/world.ts';
-import { installWal2delta } from '../../support/lakets-fixtures.ts';
 import type { Capture } from './capture.ts';
+import type { Figures } from './figures.ts';
 
 export const scheduled: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
 
@@ -182,6 +183,28 @@ export async function registryMismatches(client: pg.Client): Promise<string[]> {
 }
 
 export { schedulerEvent };
+
+/** Notes the server's version in a suite's figures. */
+export async function noteServer(fig: Figures, client: pg.Client): Promise<void> {
+  const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+  fig.meta('postgres', rows[0]?.v ?? '?');
+}
+
+/**
+ * The setup of the suites that run the deployed handlers on the Databricks path: the job world, its
+ * function environment, and one warm handler (container) per job.
+ */
+export async function warmJobWorld(
+  fig: Figures,
+  jobs: JobName[],
+): Promise<{ world: World; warm: Record<JobName, Handler> }> {
+  const world = await startJobWorld();
+  setFunctionEnv(world.env());
+  const deps = handlerDeps(world);
+  const warm = Object.fromEntries(jobs.map((j) => [j, coldHandler(j, deps)])) as Record<JobName, Handler>;
+  await noteServer(fig, world.admin);
+  return { world, warm };
+}
 
 /** A plain client for another login role of the harness database (closed by the caller). */
 export async function clientFor(url: string): Promise<pg.Client> {

@@ -3,7 +3,8 @@
 // ChronoTables with the three policy kinds, Lakehouse Sync caught up except for one late write,
 // missing future partitions, and a RollUp DAG with invalidation and fresh rows to refresh.
 import type pg from 'pg';
-import { lateWrite, metricsTable, quote, syncCaughtUp } from '../../support/lakets-fixtures.ts';
+import { forgetDroppedShadows, syncCaughtUp } from '../../../dev/fake-lakehouse-sync.ts';
+import { lateWrite, metricsTable, quote } from '../../support/lakets-fixtures.ts';
 
 export interface Estate {
   tag: string;
@@ -104,7 +105,7 @@ export async function dropEstate(db: pg.Client, e: Estate): Promise<void> {
       'SELECT lakets.drop_chronotable(table_name) FROM lakets._chronotable_registry WHERE table_name = $1',
       [t],
     );
-  await db.query('DELETE FROM wal2delta.tables WHERE table_oid NOT IN (SELECT oid FROM pg_class)');
+  await forgetDroppedShadows(db);
 }
 
 /** The chunks a job can act on in an estate, by role (for locking them in fault tests). */
