@@ -2,7 +2,7 @@
 // apply it) and as a printable script (`npm run grants -- <role>`). Role names are validated and
 // quoted as identifiers, so a hostile name is just a name that does not exist.
 import { identifierProblem } from './identifier.ts';
-import { OWNED_RELATIONS_SQL } from './jobs/owners.ts';
+import { OWNED_RELATIONS_SQL, PRIVILEGED_OWNER_SQL } from './jobs/owners.ts';
 
 export class GrantsError extends Error {
   override name = 'GrantsError';
@@ -112,7 +112,7 @@ export function grantStatements(role: string, options: GrantOptions = {}): Grant
     statements.push({
       purpose:
         'creating and dropping partitions needs ownership of the ChronoTables: membership of their owner',
-      sql: `GRANT ${quoteIdentifier(validateRole(options.owner, 'owner'))} TO ${r};`,
+      sql: `GRANT ${quoteIdentifier(validateRole(options.owner, 'owner'))} TO ${r} WITH INHERIT TRUE, SET FALSE;`,
     });
   }
   return statements;
@@ -140,7 +140,7 @@ export function grantsScript(role: string, options: GrantOptions = {}): string {
       '-- DEFINER functions owned by its installer, so nothing more is needed with it. With a LakeTS whose',
       '-- functions run as the caller, also make this role a member of the role owning the ChronoTables',
       '-- (npm run grants -- <role> --owner <owner role>):',
-      `--   GRANT "<owner role>" TO ${quoteIdentifier(role)};`,
+      `--   GRANT "<owner role>" TO ${quoteIdentifier(role)} WITH INHERIT TRUE, SET FALSE;`,
       '',
     );
   }
@@ -223,7 +223,9 @@ export async function planGrants(
       purpose: 'log in to the database holding LakeTS',
       sql: `GRANT CONNECT ON DATABASE ${quoteIdentifier(database)} TO ${r};`,
     },
-    ...grantStatements(role, options),
+    // --owner belongs to the printed list only: here the owners are read from the database below,
+    // where a privileged owner is refused rather than granted.
+    ...grantStatements(role, { ...options, owner: undefined }),
   ];
   const manual: GrantStatement[] = [];
 
@@ -273,10 +275,11 @@ export async function planGrants(
     });
   }
   const rollups = await admin.query<{ name: string; rollup_table: string | null; source: string | null }>(
-    `SELECT rr.name, c.oid::regclass::text AS rollup_table,
+    `SELECT rr.name, CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) END AS rollup_table,
             (SELECT format('%I.%I', ct.schema_name, ct.table_name) FROM lakets._chronotable_registry ct
               WHERE ct.id = rr.source_chronotable_id) AS source
        FROM lakets._rollup_registry rr LEFT JOIN pg_class c ON c.oid = to_regclass(rr.rollup_table)
+       LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
       ORDER BY rr.name`,
   );
   for (const x of rollups.rows) {
@@ -286,7 +289,7 @@ export async function planGrants(
         sql: `GRANT SELECT ON ${x.source} TO ${r};`,
       });
     }
-    if (x.rollup_table && !/^(public|lakets)\./.test(x.rollup_table) && x.rollup_table.includes('.')) {
+    if (x.rollup_table && !/^(public|lakets)\./.test(x.rollup_table)) {
       statements.push({
         purpose: `RollUp ${x.name} rewrites its buckets`,
         sql: `GRANT SELECT, INSERT, UPDATE, DELETE ON ${x.rollup_table} TO ${r};`,
@@ -297,7 +300,7 @@ export async function planGrants(
   if (callerRights) {
     const owners = await admin.query<OwnerRow>(
       `WITH rels AS (${OWNED_RELATIONS_SQL})
-       SELECT a.rolname AS owner, a.rolsuper AS super, a.rolname = $1 AS is_role,
+       SELECT a.rolname AS owner, ${PRIVILEGED_OWNER_SQL} AS super, a.rolname = $1 AS is_role,
               pg_has_role($1, a.oid, 'USAGE') AS inherits,
               pg_has_role(current_user, a.oid, 'MEMBER WITH ADMIN OPTION') AS can_grant,
               array_agg(DISTINCT rels.name ORDER BY rels.name) AS tables
@@ -312,7 +315,7 @@ export async function planGrants(
       if (o.is_role) continue;
       if (o.super) {
         manual.push({
-          purpose: `${purpose}; ${owner} is a superuser, and membership of it would make ${r} one (SET ROLE), so it is not granted. Move the ownership to a dedicated role instead, then run npm run grants again`,
+          purpose: `${purpose}; ${owner} is a superuser or a member of one (or of databricks_superuser), and membership of it would pass those privileges on to ${r}, so it is not granted. Move the ownership to a dedicated role instead, then run npm run grants again`,
           sql: [
             'CREATE ROLE lakets_owner NOLOGIN;',
             ...o.tables.map((t) => `ALTER TABLE ${t} OWNER TO lakets_owner;`),

@@ -6,7 +6,7 @@
 // definition (JobNeeds), so a handler's check holds no other job. Privileges are read from the catalogs
 // (pg_namespace, pg_class, pg_proc), never probed through to_regclass, which raises without schema USAGE.
 import { errorLine } from './errors.ts';
-import { OWNED_RELATIONS_SQL } from './owners.ts';
+import { OWNED_RELATIONS_SQL, PRIVILEGED_OWNER_SQL } from './owners.ts';
 import type { JobName, Queryable } from './types.ts';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -99,7 +99,14 @@ export async function preflight(
   };
   const grants = `an admin runs \`npm run grants -- ${role}\` (with LAKETS_DATABASE_URL, it reads the database)`;
   add('login', 'pass', `logged in as role ${q(role)} to database ${q(database)}`);
-  if (ssl) add('tls', 'pass', `encrypted (${version ?? 'TLS'}), server certificate verified by the client`);
+  if (ssl)
+    add(
+      'tls',
+      'pass',
+      options.tlsRequired
+        ? `encrypted (${version ?? 'TLS'}), server certificate verified by the client`
+        : `encrypted (${version ?? 'TLS'}); how the certificate is checked depends on the connection string`,
+    );
   else
     add(
       'tls',
@@ -306,10 +313,10 @@ export async function preflight(
       // The ChronoTables and their live partitions whose owner's privileges this role lacks.
       const { rows } = await db.query<{ owner: string; super: boolean; tables: string[] }>(
         `WITH rels AS (${OWNED_RELATIONS_SQL})
-         SELECT a.rolname AS owner, a.rolsuper AS super, array_agg(DISTINCT rels.name ORDER BY rels.name) AS tables
+         SELECT a.rolname AS owner, ${PRIVILEGED_OWNER_SQL} AS super, array_agg(DISTINCT rels.name ORDER BY rels.name) AS tables
            FROM rels JOIN pg_roles a ON a.oid = rels.relowner
           WHERE NOT pg_has_role(rels.relowner, 'USAGE')
-          GROUP BY a.rolname, a.rolsuper ORDER BY a.rolname`,
+          GROUP BY a.rolname, a.rolsuper, a.oid ORDER BY a.rolname`,
       );
       if (rows.length === 0) {
         add(
@@ -326,7 +333,7 @@ export async function preflight(
           'fail',
           `LakeTS creates and drops partitions with the caller's rights, and ${q(r.owner)} owns ${list}: this role is not a member of it`,
           r.super
-            ? `${q(r.owner)} is a superuser, and membership of it would make this role one: move the ownership of these tables to a dedicated role (npm run grants prints the statements), then grant that role`
+            ? `${q(r.owner)} is a superuser or a member of one (or of databricks_superuser), and membership of it would pass those privileges on to this role: move the ownership of these tables to a dedicated role (npm run grants prints the statements), then grant that role`
             : `${grants}; or GRANT ${q(r.owner)} TO ${q(role)} WITH INHERIT TRUE, SET FALSE;`,
         );
       }

@@ -13,3 +13,11 @@ export const OWNED_RELATIONS_SQL = `
     JOIN pg_namespace n ON n.nspname = ct.schema_name
     JOIN pg_class c ON c.relnamespace = n.oid AND format('%s.%s', n.nspname, c.relname) = m.chunk_name
    WHERE m.status <> 'dropped'`;
+
+// Whether an owner role `a` (a pg_roles row) is one whose membership must never be granted to the job
+// role: a superuser, a member of one, or a member of Lakebase's databricks_superuser. Inherited
+// membership of such a role would pass its privileges on; the fix is to move the ownership instead.
+export const PRIVILEGED_OWNER_SQL = `(a.rolsuper OR EXISTS (
+    SELECT FROM pg_roles s
+     WHERE (s.rolsuper OR s.rolname = 'databricks_superuser') AND s.oid <> a.oid
+       AND pg_has_role(a.oid, s.oid, 'MEMBER')))`;

@@ -58,15 +58,22 @@ export class LakebaseError extends Error {
   }
 }
 
-// Values this process knows to be secret (client secrets, minted Postgres tokens), replaced wherever
-// they appear. Bounded: a warm container mints a credential about once an hour.
+// Values this process knows to be secret, replaced wherever they appear: the client secret for the
+// container's life, minted Postgres tokens bounded (a warm container mints about one an hour).
+const pinned = new Set<string>();
 const known = new Set<string>();
 const MAX_KNOWN = 64;
 const MIN_SECRET_LENGTH = 8; // shorter strings would blank out ordinary words
 
-/** Registers a secret value so that redact() removes it from any text. */
-export function registerSecret(value: string): void {
-  if (value.length < MIN_SECRET_LENGTH || known.has(value)) return;
+/** Registers a secret value so that redact() removes it from any text; `pin` keeps it for good. */
+export function registerSecret(value: string, { pin = false }: { pin?: boolean } = {}): void {
+  if (value.length < MIN_SECRET_LENGTH || pinned.has(value)) return;
+  if (pin) {
+    known.delete(value);
+    pinned.add(value);
+    return;
+  }
+  if (known.has(value)) return;
   known.add(value);
   if (known.size > MAX_KNOWN) {
     const oldest = known.values().next().value;
@@ -87,7 +94,7 @@ const PATTERNS: Array<[RegExp, string]> = [
 /** Removes known secrets and anything shaped like a credential from `text`. */
 export function redact(text: string): string {
   let out = text;
-  for (const secret of known) {
+  for (const secret of [...pinned, ...known]) {
     if (out.includes(secret)) out = out.split(secret).join('***');
   }
   for (const [pattern, replacement] of PATTERNS) out = out.replace(pattern, replacement);

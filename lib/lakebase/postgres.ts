@@ -57,7 +57,8 @@ export function lakebaseClientConfig(target: LakebaseTarget, applicationName: st
       rejectUnauthorized: true,
       // SNI and the certificate check use the DNS name; an IP literal is checked against IP SANs.
       ...(isIP(target.host) ? {} : { servername: target.host }),
-      // Giving `ca` replaces Node's roots, so an extra CA is added to them rather than instead.
+      // Giving `ca` replaces Node's trust store, so an extra CA is added to the bundled roots rather than
+      // instead (NODE_EXTRA_CA_CERTS is then not consulted: the option is for tests and local clusters).
       ...(target.extraCa ? { ca: [...rootCertificates, target.extraCa] } : {}),
     },
     connectionTimeoutMillis: target.connectTimeoutMs,

@@ -56,7 +56,7 @@ export interface CredentialSource {
 
 /** Credentials given directly (DATABRICKS_CLIENT_ID / DATABRICKS_CLIENT_SECRET); nothing to re-read. */
 export function staticCredentials(clientId: string, clientSecret: string): CredentialSource {
-  registerSecret(clientSecret);
+  registerSecret(clientSecret, { pin: true });
   const value = { clientId, clientSecret };
   return {
     description: 'DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET',
@@ -170,7 +170,7 @@ export function secretsManagerCredentials(
       );
     }
     const credentials = parseClientSecret(raw, secretId);
-    registerSecret(credentials.clientSecret);
+    registerSecret(credentials.clientSecret, { pin: true });
     options.log.info('read the service principal secret', {
       secretId,
       versionId: version,

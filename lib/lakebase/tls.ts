@@ -34,8 +34,6 @@ export interface TlsFailure {
   /** host[:port] whose certificate failed. */
   host: string;
   code: string;
-  /** Increases with each failure, so a caller can tell whether one happened during its call. */
-  seq: number;
 }
 
 /**
@@ -81,7 +79,7 @@ export class VerifiedAgent extends Agent {
       const host = target.host ?? target.hostname ?? 'unknown host';
       const port = target.port && String(target.port) !== '443' ? `:${target.port}` : '';
       this.#seq += 1;
-      this.#lastFailure = { host: `${host}${port}`, code, seq: this.#seq };
+      this.#lastFailure = { host: `${host}${port}`, code };
     });
     return socket;
   }

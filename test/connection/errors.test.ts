@@ -12,6 +12,15 @@ test('registered secrets are removed wherever they appear', () => {
   );
 });
 
+test('the client secret stays redacted however many credentials a warm container mints', () => {
+  const clientSecret = 'sp-client-secret-that-lives-long';
+  registerSecret(clientSecret, { pin: true });
+  // Minted tokens are bounded (the oldest forgotten first); a day of hourly mints and more.
+  for (let i = 0; i < 200; i += 1) registerSecret(`fake-pg-token-minted-${i.toString().padStart(4, '0')}`);
+  expect(redact(`401 for ${clientSecret}`)).toBe('401 for ***');
+  expect(redact('fake-pg-token-minted-0199')).toBe('***');
+});
+
 test.each([
   ['Authorization: Bearer abc.def-ghi_123', 'Authorization: Bearer ***'],
   ['header Basic dXNlcjpwYXNz', 'header Basic ***'],

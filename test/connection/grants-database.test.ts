@@ -170,6 +170,34 @@ describe('against a LakeTS running DDL with the caller’s rights', () => {
     await admin.query(`SELECT lakets.drop_chronotable('rig')`);
   });
 
+  it('nor of an owner inheriting a superuser or databricks_superuser, nor of one named by --owner', async () => {
+    await admin.query(`DO $$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'databricks_superuser') THEN
+        CREATE ROLE databricks_superuser NOLOGIN;
+      END IF; END $$`);
+    const human = `human_${suffix}`;
+    await admin.query(`CREATE ROLE ${human} NOLOGIN IN ROLE databricks_superuser`);
+    await admin.query(`CREATE TABLE public.bench_rig (ts timestamptz NOT NULL)`);
+    await admin.query(`SELECT lakets.create_chronotable('bench_rig', 'ts', interval '1 day')`);
+    await giveTo(human, 'public.bench_rig');
+    const jobs = await loginRole(`jobs3_${suffix}`);
+    const plan = await planGrants(admin, jobs.name, { owner: db.info.user });
+    const sql = plan.statements.map((s) => s.sql).join('\n');
+    expect(sql).not.toContain(`GRANT "${human}"`);
+    expect(sql).not.toContain(`GRANT ${pg.escapeIdentifier(db.info.user)} TO`);
+    const manual = plan.manual.find((m) => m.purpose.includes(human));
+    expect(manual?.purpose).toMatch(/member of one \(or of databricks_superuser\)/);
+    expect(manual?.sql).toContain('ALTER TABLE public.bench_rig OWNER TO lakets_owner;');
+
+    await applyGrants(admin, jobs.name, { owner: db.info.user });
+    const member = await admin.query(
+      `SELECT pg_has_role($1, $2, 'MEMBER') AS human, pg_has_role($1, $3, 'MEMBER') AS admin`,
+      [jobs.name, human, db.info.user],
+    );
+    expect(member.rows[0]).toEqual({ human: false, admin: false });
+    await admin.query(`SELECT lakets.drop_chronotable('bench_rig')`);
+  });
+
   it('a role that does not exist is a one-line error naming the fix', async () => {
     await expect(planGrants(admin, `nobody_${suffix}`)).rejects.toThrow(
       /does not exist .*databricks_create_role/,

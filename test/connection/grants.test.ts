@@ -162,7 +162,7 @@ describe('npm run grants', () => {
   test('--owner adds the membership grant', () => {
     const result = run('jobs_role', '--owner', 'lakets_owner');
     expect(result.status).toBe(0);
-    expect(result.stdout).toContain('GRANT "lakets_owner" TO "jobs_role";');
+    expect(result.stdout).toContain('GRANT "lakets_owner" TO "jobs_role" WITH INHERIT TRUE, SET FALSE;');
   });
 
   test('no role, or a bad one: usage on stderr, exit code 2', () => {
