@@ -1,5 +1,6 @@
 // One way to run an item, for every job: the budget's say on starting it, the NOTICEs the server sent
 // while it ran, its time, and its failure as a one-line reason.
+import { capStatements } from './deadline.ts';
 import { itemErrorLine } from './errors.ts';
 import type { ItemResult, JobContext } from './types.ts';
 
@@ -30,6 +31,7 @@ export async function attempt(
   const mark = log.mark();
   let produced: ItemResult[];
   try {
+    await capStatements(db, budget);
     const result = await run();
     produced = Array.isArray(result) ? result : [result];
   } catch (error) {

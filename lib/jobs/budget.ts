@@ -4,11 +4,16 @@ import type { Budget } from './types.ts';
 
 export function timeBudget(remainingMs: () => number, reserveMs = 15_000): Budget {
   let slowest = 0;
+  let left = Number.POSITIVE_INFINITY; // as of the last canStart(): the clock is read once per item
   return {
-    canStart: () => remainingMs() > reserveMs + slowest,
+    canStart: () => {
+      left = remainingMs();
+      return left > reserveMs + slowest;
+    },
     spent: (ms) => {
       slowest = Math.max(slowest, ms);
     },
+    statementLimitMs: () => left - reserveMs,
   };
 }
 

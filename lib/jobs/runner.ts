@@ -1,5 +1,7 @@
 // Runs one job against a connected client: the per-database job lock, the job's logic, and the
 // report with its status and totals. The handler, the CLI, the demo and the tests all call this.
+
+import { uncapStatements } from './deadline.ts';
 import type { Job } from './definition.ts';
 import { errorLine } from './errors.ts';
 import { type NoticeLog, noticeLog } from './notices.ts';
@@ -82,6 +84,7 @@ async function locked(
     if (error instanceof PayloadError) throw error;
     return finish('failed', [], errorLine(error));
   } finally {
+    await uncapStatements(db).catch(() => {});
     if (!options.dryRun) {
       await db.query('SELECT pg_advisory_unlock($1, $2)', [JOB_LOCK_CLASS, job.lockKey]).catch(() => {});
     }

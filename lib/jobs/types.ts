@@ -113,6 +113,8 @@ export interface Budget {
   canStart(): boolean;
   /** Records how long an item took (the reserve grows with the slowest item). */
   spent(durationMs: number): void;
+  /** How long a statement of the item just allowed to start may run; none without a deadline. */
+  statementLimitMs?(): number;
 }
 
 /** One job's logic: attempts every item and returns them; totals are derived by the runner. */

@@ -434,6 +434,61 @@ describe('runs at once and against the clock', () => {
   });
 });
 
+describe('a statement that hangs', () => {
+  it('is cancelled before the invocation ends: the item fails, the report exists, the session timeout comes back', async () => {
+    await metricsTable(admin, 'hang_pm', 2);
+    await admin.query(
+      `DELETE FROM lakets._chunk_metadata m USING lakets._chronotable_registry r
+        WHERE r.id = m.chronotable_id AND r.table_name = 'hang_pm' AND m.range_start > now() + interval '1 day'`,
+    );
+    for (const { relname } of (
+      await admin.query<{ relname: string }>(
+        `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'public.hang_pm'::regclass AND NOT EXISTS (
+            SELECT FROM lakets._chunk_metadata m WHERE m.chunk_name = 'public.' || c.relname)`,
+      )
+    ).rows) {
+      await admin.query(`DROP TABLE public.${quote(relname)}`);
+    }
+    // Another session holds the table: Partition Manager's DDL waits on it (no lock_timeout here).
+    const holder = await db.connect();
+    await holder.query('BEGIN; LOCK TABLE public.hang_pm IN ACCESS EXCLUSIVE MODE');
+    const before = (await admin.query<{ t: string }>('SHOW statement_timeout')).rows[0]?.t;
+    // 21 s left, 15 s of them the reserve: the statement may run about 5 s, not forever.
+    const deadline = Date.now() + 21_000;
+    const started = Date.now();
+    try {
+      const report = await runJob(
+        JOBS['partition-manager'],
+        admin,
+        manual({ tables: [{ schema: 'public', table: 'hang_pm' }] }),
+        timeBudget(() => deadline - Date.now()),
+      );
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(report.status).toBe('failed');
+      expect(report.items).toEqual([
+        expect.objectContaining({
+          name: 'public.hang_pm',
+          outcome: 'failed',
+          reason: expect.stringMatching(/statement timeout/),
+        }),
+      ]);
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    expect((await admin.query<{ t: string }>('SHOW statement_timeout')).rows[0]?.t).toBe(before);
+    const again = await runJob(
+      JOBS['partition-manager'],
+      admin,
+      manual({ tables: [{ schema: 'public', table: 'hang_pm' }] }),
+      unlimited,
+    );
+    expect(again.status).toBe('ok');
+    expect(again.totals['partitionsCreated']).toBeGreaterThan(0);
+  });
+});
+
 describe('a missing privilege', () => {
   it("fails the item with Postgres's message, the role and the grants command (42501)", async () => {
     await metricsTable(admin, 'priv_pm', 2);
