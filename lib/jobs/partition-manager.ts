@@ -98,25 +98,12 @@ const run: JobLogic = async (ctx) => {
   for (const { table: t, grid } of await plan(db, await chronoTables(db, [], options.tables))) {
     const gridNote = grid.offsetSeconds === 0 ? {} : { grid: grid.description };
     await attempt(ctx, items, { kind: 'table', name: t.name, ...gridNote }, async () => {
-      if (options.dryRun) {
-        const { rows } = await db.query<{ missing: number }>(MISSING_SQL, [t.id, grid.origin]);
-        const missing = rows[0]?.missing ?? 0;
-        return {
-          kind: 'table',
-          name: t.name,
-          outcome: missing > 0 ? 'would-create' : 'unchanged',
-          count: missing,
-          ...gridNote,
-        };
-      }
-      const created = await ensurePartitions(db, t.id, grid);
-      return {
-        kind: 'table',
-        name: t.name,
-        outcome: created > 0 ? 'created' : 'unchanged',
-        count: created,
-        ...gridNote,
-      };
+      // A dry run counts what a real run would create, on the same grid.
+      const count = options.dryRun
+        ? ((await db.query<{ missing: number }>(MISSING_SQL, [t.id, grid.origin])).rows[0]?.missing ?? 0)
+        : await ensurePartitions(db, t.id, grid);
+      const changed = options.dryRun ? 'would-create' : 'created';
+      return { kind: 'table', name: t.name, outcome: count > 0 ? changed : 'unchanged', count, ...gridNote };
     });
   }
   return items;
