@@ -17,7 +17,7 @@ import {
 import { grantStatements } from '../../lib/grants.ts';
 import { JOB_NAMES, type JobName } from '../../lib/jobs/catalog.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
-import { leakedSecrets, startWorld, type World } from '../connection/world.ts';
+import { leakedSecrets, startWorld, type World } from '../lakebase/world.ts';
 import { metricsTable } from '../support/lakets-fixtures.ts';
 import { type FunctionWorld, functionWorld } from './lambda.ts';
 

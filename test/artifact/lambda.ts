@@ -1,4 +1,4 @@
-// The artifact test's world: the connection tests' fakes and database (test/connection/world.ts),
+// The artifact test's world: the connection tests' fakes and database (test/lakebase/world.ts),
 // as a function process reaches them (dev/lambda-runner.ts), with 127.0.0.1:5432 forwarded to the
 // test cluster.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fakeTls } from '../../dev/fake-tls.ts';
 import { type Fakes, fakesContext, fakesEnvironment, forwardLakebasePort } from '../../dev/lambda-runner.ts';
-import { PROJECT, type World } from '../connection/world.ts';
+import { PROJECT, type World } from '../lakebase/world.ts';
 
 export interface FunctionWorld {
   /** Context for synth: the template then names the world's project, secret and database. */

@@ -8,7 +8,7 @@ import { makeHandler } from '../../lib/job-handler.ts';
 import { jobNamed } from '../../lib/jobs/catalog.ts';
 import type { CheckReport } from '../../lib/jobs/check.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
-import { leakedSecrets, startWorld, type World } from '../connection/world.ts';
+import { leakedSecrets, startWorld, type World } from '../lakebase/world.ts';
 import { metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
 
 let world: World;

@@ -12,7 +12,7 @@ import { PayloadError } from '../../lib/jobs/payload.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import type { ConnectorDeps } from '../../lib/lakebase/index.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
-import { leakedSecrets, startWorld, type World } from '../connection/world.ts';
+import { leakedSecrets, startWorld, type World } from '../lakebase/world.ts';
 import { chunkStatuses, lateWrite, metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
 
 let world: World;

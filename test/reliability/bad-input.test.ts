@@ -12,7 +12,7 @@ import { JobFailed } from '../../lib/job-handler.ts';
 import { parseTableName } from '../../lib/jobs/payload.ts';
 import type { JobName } from '../../lib/jobs/types.ts';
 import { LakebaseError } from '../../lib/lakebase/index.ts';
-import type { World } from '../connection/world.ts';
+import type { World } from '../lakebase/world.ts';
 import { metricsTable, quote, stateFingerprint } from '../support/lakets-fixtures.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';

@@ -15,7 +15,7 @@ import { jobNamed } from '../../lib/jobs/catalog.ts';
 import { runJob } from '../../lib/jobs/runner.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { clearWorkspaceClients, createConnector, LakebaseError } from '../../lib/lakebase/index.ts';
-import type { World } from '../connection/world.ts';
+import type { World } from '../lakebase/world.ts';
 import { freshDatabase } from '../support/db.ts';
 import { quote, stateFingerprint } from '../support/lakets-fixtures.ts';
 import { captureOutput, label } from './support/capture.ts';

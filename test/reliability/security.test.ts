@@ -14,7 +14,7 @@ import { Secret } from '../../lib/config.ts';
 import { JobFailed } from '../../lib/job-handler.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import { createConnector, LakebaseError } from '../../lib/lakebase/index.ts';
-import type { World } from '../connection/world.ts';
+import type { World } from '../lakebase/world.ts';
 import { captureOutput, label } from './support/capture.ts';
 import { figures } from './support/figures.ts';
 import {

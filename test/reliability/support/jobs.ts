@@ -12,7 +12,7 @@ import { jobNamed } from '../../../lib/jobs/catalog.ts';
 import type { JobName, JobOptions, JobReport } from '../../../lib/jobs/types.ts';
 import type { ConnectorDeps } from '../../../lib/lakebase/index.ts';
 import { installLakets } from '../../../lib/schema/installer.ts';
-import { startWorld, type World } from '../../connection/world.ts';
+import { startWorld, type World } from '../../lakebase/world.ts';
 import type { Capture } from './capture.ts';
 import type { Figures } from './figures.ts';
 
