@@ -9,6 +9,7 @@ import {
   functionEnvironment,
   isEmail,
   isIanaTimeZone,
+  isInstanceName,
   isLoginName,
   isSecretArn,
   isSecretName,
@@ -47,8 +48,13 @@ export interface VpcConfig {
 
 export interface LakeTsConfig {
   readonly stackName: string;
-  /** Bare project name (a `projects/` prefix in context is accepted and stripped). */
-  readonly lakebaseProject: string;
+  /**
+   * Bare project name (a `projects/` prefix in context is accepted and stripped); exactly one of it
+   * and `lakebaseInstance` is set.
+   */
+  readonly lakebaseProject?: string;
+  /** A Lakebase Provisioned database instance instead of a project. */
+  readonly lakebaseInstance?: string;
   /** https origin of the Databricks workspace, no trailing slash. */
   readonly databricksHost: string;
   readonly spSecret: SpSecretRef;
@@ -105,12 +111,32 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   }
 
   const projectRaw = text('lakebaseProject');
-  let lakebaseProject = '';
-  if (projectRaw === undefined) {
-    fail('lakebaseProject', 'missing (the Lakebase project the jobs maintain)', '-c lakebaseProject=<name>');
+  const instanceRaw = text('lakebaseInstance');
+  let lakebaseProject: string | undefined;
+  let lakebaseInstance: string | undefined;
+  if (projectRaw !== undefined && instanceRaw !== undefined) {
+    fail(
+      'lakebaseInstance',
+      'both lakebaseProject and lakebaseInstance are set',
+      'pass only one: -c lakebaseProject=<name> (Autoscaling) or -c lakebaseInstance=<name> (Provisioned)',
+    );
+  } else if (instanceRaw !== undefined) {
+    if (isInstanceName(instanceRaw)) lakebaseInstance = instanceRaw;
+    else
+      fail(
+        'lakebaseInstance',
+        `"${instanceRaw}" is not a database instance name (1-63 letters, digits, hyphens)`,
+        '-c lakebaseInstance=<name>',
+      );
+  } else if (projectRaw === undefined) {
+    fail(
+      'lakebaseProject',
+      'missing (the Lakebase project the jobs maintain; or -c lakebaseInstance=<name> for a Provisioned instance)',
+      '-c lakebaseProject=<name>',
+    );
   } else {
-    lakebaseProject = projectId(projectRaw) ?? '';
-    if (lakebaseProject === '') {
+    lakebaseProject = projectId(projectRaw);
+    if (lakebaseProject === undefined) {
       fail(
         'lakebaseProject',
         `"${projectRaw}" is not a project id (1-63 lowercase letters, digits, hyphens) or projects/<id>`,
@@ -180,7 +206,13 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   const lakebaseEndpoint = text('lakebaseEndpoint');
   if (lakebaseEndpoint !== undefined) {
     const endpointOf = endpointProject(lakebaseEndpoint);
-    if (endpointOf === undefined) {
+    if (instanceRaw !== undefined) {
+      fail(
+        'lakebaseEndpoint',
+        'pins an endpoint of an Autoscaling project, and lakebaseInstance names a Provisioned instance',
+        'drop -c lakebaseEndpoint (an instance has one read-write host)',
+      );
+    } else if (endpointOf === undefined) {
       fail(
         'lakebaseEndpoint',
         `"${lakebaseEndpoint}" is malformed`,
@@ -265,7 +297,8 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   if (firstKey !== undefined) throw new ConfigError(firstKey, problems.join(' | '), problems);
   return {
     stackName,
-    lakebaseProject,
+    ...(lakebaseProject !== undefined && { lakebaseProject }),
+    ...(lakebaseInstance !== undefined && { lakebaseInstance }),
     databricksHost,
     spSecret,
     ...(lakebaseEndpoint !== undefined && { lakebaseEndpoint }),
@@ -275,6 +308,13 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
     alarms,
     ...(vpc && { vpc }),
   };
+}
+
+/** What the stack maintains, for descriptions: an Autoscaling project or a Provisioned instance. */
+export function lakebaseTarget(config: LakeTsConfig): { kind: 'project' | 'instance'; name: string } {
+  return config.lakebaseInstance !== undefined
+    ? { kind: 'instance', name: config.lakebaseInstance }
+    : { kind: 'project', name: config.lakebaseProject ?? '' };
 }
 
 /**
@@ -289,6 +329,7 @@ export function jobEnvironment(
 ): Record<string, string> {
   const values: ConnectionValues = {
     project: config.lakebaseProject,
+    instance: config.lakebaseInstance,
     host: config.databricksHost,
     secretId,
     endpoint: config.lakebaseEndpoint,

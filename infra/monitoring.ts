@@ -16,7 +16,7 @@ import {
   SERVICE_DIMENSION,
 } from '../lib/jobs/spec.ts';
 import { FAILURE_CODE_DIMENSION, RUN_FAILED_METRIC } from '../lib/observability.ts';
-import type { LakeTsConfig } from './config.ts';
+import { type LakeTsConfig, lakebaseTarget } from './config.ts';
 import type { LakeTsJob } from './job.ts';
 
 /** Short windows for "something went wrong"; a few minutes is enough for a page, not a flap. */
@@ -190,7 +190,7 @@ export class Monitoring extends Construct {
     });
     dashboard.addWidgets(
       new cw.TextWidget({
-        markdown: `# LakeTS jobs: project \`${config.lakebaseProject}\`\nSchedules in ${config.timezone}. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
+        markdown: `# LakeTS jobs: ${lakebaseTarget(config).kind} \`${lakebaseTarget(config).name}\`\nSchedules in ${config.timezone}. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
         width: 24,
         height: 2,
       }),

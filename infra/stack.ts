@@ -15,7 +15,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { JOB_LIST } from '../lib/jobs/catalog.ts';
-import { type ContextKey, type LakeTsConfig, parseConfig } from './config.ts';
+import { type ContextKey, type LakeTsConfig, lakebaseTarget, parseConfig } from './config.ts';
 import { type JobNetwork, LakeTsJob } from './job.ts';
 import { Monitoring } from './monitoring.ts';
 
@@ -144,7 +144,7 @@ export function defineApp(app: App): LakeTsJobsStack {
   const config = parseConfig((key: ContextKey) => app.node.tryGetContext(key));
   const stack = new LakeTsJobsStack(app, config.stackName, {
     config,
-    description: `LakeTS maintenance jobs for Lakebase project ${config.lakebaseProject}`,
+    description: `LakeTS maintenance jobs for Lakebase ${lakebaseTarget(config).kind} ${lakebaseTarget(config).name}`,
   });
   Tags.of(stack).add('app', 'lakets-jobs');
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -32,7 +32,8 @@ export type Setting =
       readonly kind: 'connection';
       readonly env: string;
       readonly context: readonly string[];
-      readonly required?: true;
+      /** `{ or }`: this or that other setting (its variable), exactly one of the two. */
+      readonly required?: true | { readonly or: string };
       readonly default?: string;
       readonly doc: string;
     }
@@ -61,8 +62,15 @@ export const SETTINGS = {
     kind: 'connection',
     env: 'LAKETS_PROJECT',
     context: ['lakebaseProject'],
-    required: true,
-    doc: 'the Lakebase project, `<name>` or `projects/<name>`',
+    required: { or: 'LAKETS_LAKEBASE_INSTANCE' },
+    doc: 'the Lakebase Autoscaling project, `<name>` or `projects/<name>`',
+  },
+  instance: {
+    kind: 'connection',
+    env: 'LAKETS_LAKEBASE_INSTANCE',
+    context: ['lakebaseInstance'],
+    required: { or: 'LAKETS_PROJECT' },
+    doc: 'instead of a project: the Lakebase Provisioned database instance (its name, 1-63 letters, digits, hyphens); the jobs connect to its `read_write_dns` while it is `AVAILABLE` and never start it. Not with `LAKETS_LAKEBASE_ENDPOINT`',
   },
   host: {
     kind: 'connection',
@@ -82,7 +90,7 @@ export const SETTINGS = {
     kind: 'connection',
     env: 'LAKETS_LAKEBASE_ENDPOINT',
     context: ['lakebaseEndpoint'],
-    doc: "pins `projects/<p>/branches/<b>/endpoints/<e>` and skips resolution; it must be a read-write endpoint (`ENDPOINT_TYPE_READ_WRITE`, checked on the one read of it), since every job writes. Unset: the project's default branch read-write endpoint",
+    doc: "with a project only: pins `projects/<p>/branches/<b>/endpoints/<e>` and skips resolution; it must be a read-write endpoint (`ENDPOINT_TYPE_READ_WRITE`, checked on the one read of it), since every job writes. Unset: the project's default branch read-write endpoint",
   },
   pgRole: {
     kind: 'connection',
@@ -223,6 +231,13 @@ export function projectId(raw: string): string | undefined {
   return RESOURCE_ID.test(id) ? id : undefined;
 }
 
+// A Provisioned instance name: 1-63 letters, digits and hyphens (the Lakebase app asks for letters and
+// hyphens; digits are accepted too). Checking it also keeps it safe to splice into a REST path.
+const INSTANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
+
+/** A Lakebase Provisioned database instance name. */
+export const isInstanceName = (raw: string): boolean => INSTANCE_NAME.test(raw);
+
 /** The project id that a `projects/<p>/branches/<b>/endpoints/<e>` path names, or undefined. */
 export function endpointProject(raw: string): string | undefined {
   const m = ENDPOINT_PATH.exec(raw);
@@ -321,14 +336,17 @@ export function settingsTable(): string {
         : s.kind === 'local'
           ? '— (local runs only)'
           : '— (set by the stack)';
+    const required = 'required' in s ? s.required : undefined;
     const fallback =
-      'required' in s && s.required
+      required === true
         ? 'required'
-        : 'default' in s && s.default
-          ? code(s.default)
-          : s.kind === 'connection' || s.kind === 'stack'
-            ? 'unset'
-            : '';
+        : required
+          ? `required, or ${code(required.or)} instead`
+          : 'default' in s && s.default
+            ? code(s.default)
+            : s.kind === 'connection' || s.kind === 'stack'
+              ? 'unset'
+              : '';
     return `| ${env} | ${context} | ${fallback} | ${s.doc} |`;
   });
   return [

@@ -34,6 +34,8 @@ export interface CheckReport {
 export interface CheckOptions {
   /** The Databricks path must be TLS; a direct URL (local runs) may not be. */
   tlsRequired: boolean;
+  /** Where the connection went, for the login line (e.g. `on Lakebase instance "x"`). */
+  via?: string;
 }
 
 /** What a job needs, for the preflight check; each job definition says it of itself. */
@@ -98,7 +100,11 @@ export async function preflight(
     version: string | null;
   };
   const grants = `an admin runs \`npm run grants -- ${role}\` (with LAKETS_DATABASE_URL, it reads the database)`;
-  add('login', 'pass', `logged in as role ${q(role)} to database ${q(database)}`);
+  add(
+    'login',
+    'pass',
+    `logged in as role ${q(role)} to database ${q(database)}${options.via ? ` ${options.via}` : ''}`,
+  );
   if (ssl)
     add(
       'tls',
