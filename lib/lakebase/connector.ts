@@ -9,7 +9,7 @@ import { type DatabricksOp, DatabricksSession } from './api.ts';
 import { CredentialCache, endpointMinter, IdentityCache, instanceMinter } from './credentials.ts';
 import { EndpointResolver, type ResolvedEndpoint } from './endpoint.ts';
 import { LakebaseError } from './errors.ts';
-import { DEFAULT_INSTANCE_WAIT, type InstanceWait, InstanceResolver } from './instance.ts';
+import { DEFAULT_INSTANCE_WAIT, InstanceResolver, type InstanceWait } from './instance.ts';
 import { type Log, silentLog } from './log.ts';
 import {
   CONNECT_TIMEOUT_MS,
