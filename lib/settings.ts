@@ -70,7 +70,7 @@ export const SETTINGS = {
     env: 'LAKETS_LAKEBASE_INSTANCE',
     context: ['lakebaseInstance'],
     required: { or: 'LAKETS_PROJECT' },
-    doc: 'instead of a project: the Lakebase Provisioned database instance (its name, 1-63 letters, digits, hyphens); the jobs connect to its `read_write_dns` while it is `AVAILABLE` and never start it. Not with `LAKETS_LAKEBASE_ENDPOINT`',
+    doc: 'instead of a project (and of `LAKETS_LAKEBASE_ENDPOINT`): the Lakebase Provisioned database instance, by name (1-63 letters, digits, hyphens); the jobs connect to its `read_write_dns` while it is `AVAILABLE`, wait a bounded time while it is starting, updating or failing over, and never start it',
   },
   host: {
     kind: 'connection',
