@@ -452,7 +452,7 @@ export function loginFailed(jobs: readonly JobName[], error: unknown): CheckRepo
       check: 'login',
       status: 'fail',
       detail: `${typeof code === 'string' && !/^[0-9A-Z]{5}$/.test(code) ? `${code}: ` : ''}${errorLine(error)}`,
-      fix: 'see the error: its code names the setup step (README "Service principal, secret and Postgres role")',
+      fix: 'see the error: its code names the setup step (docs/operations.md "Service principal, secret and Postgres role")',
     },
   ]);
 }

@@ -4,7 +4,7 @@
 // between LakeTS releases and is no contract).
 //
 // Durable <=> the shadow's wal2delta.tables row is STREAMING with committed_lsn >= the chunk's
-// last_write_lsn (shared/lakets-contract.md). The access check reads pg_namespace/pg_class only:
+// last_write_lsn (docs/lakets-contract.md, "The durability proof"). The access check reads pg_namespace/pg_class only:
 // naming wal2delta in a query (or to_regclass) raises when the role lacks USAGE on it.
 import { formatTable } from './payload.ts';
 import type { ItemResult, Queryable } from './types.ts';

@@ -1,5 +1,5 @@
-// Which ChronoTables a run covers, read from the LakeTS registries (contract columns only, so the
-// jobs work against the public LakeTS too).
+// Which ChronoTables a run covers, read from the LakeTS registries (only the columns of
+// docs/lakets-contract.md, "What the jobs read", so the jobs work against the public LakeTS too).
 import { formatTable, PayloadError } from './payload.ts';
 import type { ItemResult, JobContext, Queryable, TableRef } from './types.ts';
 

@@ -24,7 +24,7 @@ const ALL = JOB_LIST;
 const script = join(import.meta.dirname, '../../scripts/check.ts');
 const suffix = randomBytes(3).toString('hex');
 
-/** The seed's literal grant list (shared/seed/workflow-jobs.txt), nothing more. */
+/** The original jobs' documented grant list (docs/lakets-contract.md), nothing more. */
 function seedGrants(role: string): string {
   const r = quoteIdentifier(role);
   return `GRANT USAGE, CREATE ON SCHEMA public, lakets TO ${r};

@@ -334,7 +334,7 @@ describe('Postgres login and privileges', () => {
     expect(error.pgCode).toBe('28P01');
     expect(error.message).toContain(`"${role}"`);
     expect(error.message).toContain(`npm run grants -- ${role}`);
-    expect(error.message).toContain('README');
+    expect(error.message).toContain('docs/operations.md "Service principal, secret and Postgres role"');
     expect(world.fake.count('credentials')).toBe(1); // a fresh credential is not retried
   });
 

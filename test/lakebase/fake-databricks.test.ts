@@ -1,6 +1,6 @@
-// The fake workspace is only worth its strictness: it refuses what the real service refuses
-// (../shared/databricks-lakebase-api.md), so that a client defect shows here rather than in
-// production. Driven with plain HTTPS requests (global fetch), not through the library.
+// The fake workspace is only worth its strictness: it refuses what the real Databricks REST API refuses
+// (HTTPS only, content types, error bodies, page tokens, credentials bound to roles: docs/testing.md),
+// so that a client defect shows here rather than in production. Driven with plain HTTPS requests (global fetch), not through the library.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
