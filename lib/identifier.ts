@@ -24,3 +24,17 @@ export function identifierProblem(name: string, login = false): IdentifierProble
   if ((login ? CONTROL_OR_BREAK : CONTROL).test(name)) return 'control characters';
   return undefined;
 }
+
+/** A name as a Postgres quoted identifier: always quoted, quotes inside doubled (SQL and messages alike). */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+// Postgres reads these back unchanged without quotes (lower case, no folding); keywords are not
+// looked up: this is for names shown to a person, never for SQL.
+const PLAIN = /^[a-z_][a-z0-9_$]*$/;
+
+/** A name as a person reads it in a report: bare when plain, quoted when Postgres would need it. */
+export function displayIdentifier(name: string): string {
+  return PLAIN.test(name) ? name : quoteIdentifier(name);
+}

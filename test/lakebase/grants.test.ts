@@ -10,9 +10,9 @@ import {
   GrantsError,
   grantStatements,
   grantsScript,
-  quoteIdentifier,
   validateRole,
 } from '../../lib/grants.ts';
+import { quoteIdentifier } from '../../lib/identifier.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;
