@@ -20,6 +20,7 @@ export interface PreflightContext {
  */
 export interface PreflightStep<C extends PreflightContext = PreflightContext> {
   readonly name: string;
+  // biome-ignore lint/suspicious/noConfusingVoidType: a step that stops nothing just returns (a job's own checks are Promise<void>)
   readonly run: (ctx: C) => Promise<void | 'stop'>;
 }
 
