@@ -1,6 +1,7 @@
-// The one check of a Postgres identifier taken from outside (a table in a payload, a role or database
-// in the configuration, a role for the grants). Callers quote what passes (format('%I')/quote_ident):
-// the check refuses only what Postgres would mangle or what would break a log line or a login.
+// Postgres identifiers in one place: the check of a name taken from outside (a table in a payload, a
+// role or database in the configuration, a role for the grants), and the project's only quoting of
+// names in TypeScript (SQL built here and messages alike; in SQL, format('%I') does it). The check
+// refuses only what Postgres would mangle or what would break a log line or a login.
 
 /** NAMEDATALEN - 1: Postgres truncates longer names, so the name would silently be another one. */
 export const MAX_IDENTIFIER_BYTES = 63;
