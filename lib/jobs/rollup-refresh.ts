@@ -6,7 +6,6 @@
 // refreshed goes first. A RollUp counts as refreshed when its last_refreshed_at moved; a skip's
 // reason is computed from the registry (the public refresh_rollup says nothing about refresh_lag).
 // NULL refresh_lag means "never wait", in a dry run too.
-
 import { quoteIdentifier } from '../identifier.ts';
 import { attempt } from './attempt.ts';
 import { countItems, defineJob } from './definition.ts';

@@ -85,12 +85,21 @@ it('npm run grants from the database, then the check passes and every job ends o
     expect(report.items.find((i) => i.check === `schema usage: ${SCHEMA}`)).toMatchObject({
       status: 'pass',
       detail: expect.stringMatching(
-        /"Sensor Data".*ChronoTable "Sensor Data".probe.*RollUp probe_hourly source/,
+        /"Sensor Data".*ChronoTable "Sensor Data".probe, RollUp probe_hourly source, RollUp probe_hourly table/,
       ),
     });
     expect(report.items.find((i) => i.check === 'schema usage: lakets_cdf')).toMatchObject({
       status: 'pass',
     });
+    // The schemas the check requires beyond the generic three are the ones the grants named.
+    const checked = report.items
+      .map((i) => /^schema usage: (.+)$/.exec(i.check)?.[1])
+      .filter((n): n is string => n !== undefined && !['public', 'lakets', 'lakets_cdf'].includes(n));
+    const granted = sql.flatMap(
+      (q) => /^GRANT USAGE(?:, CREATE)? ON SCHEMA "((?:[^"]|"")+)" TO/.exec(q)?.[1] ?? [],
+    );
+    expect(checked).toEqual([SCHEMA]);
+    expect(granted).toEqual([SCHEMA]);
     expect(report.items.find((i) => i.check.startsWith('shadow: '))).toMatchObject({ status: 'pass' });
 
     for (const job of JOB_LIST) {
