@@ -97,6 +97,20 @@ describe('lib/ imports', () => {
     ).toEqual([]);
   });
 
+  it('a job definition does not pull in the preflight (only the types of lib/jobs/needs.ts)', () => {
+    const reach = (from: string, seen = new Set<string>()): Set<string> => {
+      for (const to of graph.get(from) ?? []) if (!seen.has(to)) reach(to, seen.add(to));
+      return seen;
+    };
+    for (const job of ['partition-manager', 'tiering', 'retention', 'rollup-refresh']) {
+      const reached = reach(`lib/jobs/${job}.ts`);
+      expect(
+        [...reached].filter((m) => /lib\/jobs\/check/.test(m)),
+        job,
+      ).toEqual([]);
+    }
+  });
+
   it('have no cycle', () => {
     expect(cycles(graph)).toEqual([]);
   });
