@@ -28,13 +28,15 @@ for (const level of ['log', 'info', 'debug', 'warn'] as const) {
 }
 
 const { lambdaContext, schedulerEvent } = await import('../dev/lambda-context.ts');
-const { makeHandler, JobFailed } = await import('../lib/job-handler.ts');
+const { makeHandler, JobFailed, CheckFailed } = await import('../lib/job-handler.ts');
 const name = job as JobName;
 try {
   const report = await makeHandler(jobNamed(name))(payload ?? schedulerEvent(name), lambdaContext(name));
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 } catch (error) {
-  if (error instanceof JobFailed) process.stdout.write(`${JSON.stringify(error.report, null, 2)}\n`);
+  if (error instanceof JobFailed || error instanceof CheckFailed)
+    process.stdout.write(`${JSON.stringify(error.report, null, 2)}\n`);
+  // The message the Lambda error carries: for a failed check, every failing item with its fix.
   console.error(`invoke: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = 1;
 }

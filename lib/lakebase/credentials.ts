@@ -76,7 +76,7 @@ export class CredentialCache {
     const groupName = await this.#groupName();
     const body = (await this.#session.request(
       'generateCredential',
-      { project, endpoint, pinned },
+      { project, endpoint, pinned, ...(groupName === undefined ? {} : { group: groupName }) },
       'POST',
       '/api/2.0/postgres/credentials',
       { body: { endpoint, ...(groupName === undefined ? {} : { group_name: groupName }) } },
