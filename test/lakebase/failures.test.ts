@@ -335,7 +335,7 @@ describe('Postgres login and privileges', () => {
       expect(error.pgCode).toBe('28P01');
       expect(error.message).toContain(`"${world.appId}"`);
       expect(error.message).toContain(`npm run grants -- ${world.appId}`);
-      expect(error.message).toContain('README');
+      expect(error.message).toContain('docs/operations.md "Service principal, secret and Postgres role"');
       expect(error.message).toMatch(
         /the role does not exist, or is neither this identity's own Databricks OAuth role nor a group role it is a member of/,
       );
