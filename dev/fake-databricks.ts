@@ -5,7 +5,7 @@
 // `Content-Type: application/json`, error bodies with a google.rpc.RequestInfo `details` entry,
 // opaque page tokens (an unknown one is a 400), resources with `status` only (`spec` is input-only),
 // OAuth tokens that expire, and Postgres credentials that log in only as the caller's own role or
-// as a group role (named in `group_name`) the caller really is a member of.
+// as a group role (named in `group_name`) the caller really is a member of (else 403, as Databricks).
 //   GET  /oidc/.well-known/oauth-authorization-server   OIDC discovery
 //   POST /oidc/v1/token                                  client_credentials (Basic auth or form)
 //   GET  /api/2.0/preview/scim/v2/Me                     the service principal
@@ -471,6 +471,15 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
           return send(res, 404, apiError(404, `Endpoint '${body.endpoint}' does not exist.`));
         }
         const groupName = body.group_name as string | undefined;
+        // A credential for a group role is given only to a member of it: Databricks answers 403.
+        const role = options.postgres ? await loginRole(options.postgres, userName, groupName) : undefined;
+        if (options.postgres && groupName !== undefined && role === undefined) {
+          return send(
+            res,
+            403,
+            apiError(403, `Identity '${userName}' is not a member of the Postgres role '${groupName}'.`),
+          );
+        }
         const credential: MintedCredential = {
           token: `fake-pg-${randomBytes(24).toString('base64url')}`,
           endpoint: body.endpoint,
@@ -478,12 +487,9 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
           ...(groupName === undefined ? {} : { groupName }),
           expireTime: new Date(Date.now() + credentialTtlMs),
         };
-        if (options.postgres) {
-          const role = await loginRole(options.postgres, userName, groupName);
-          if (role) {
-            credential.role = role;
-            await setPassword(options.postgres, role, credential.token, credential.expireTime, userName);
-          }
+        if (options.postgres && role) {
+          credential.role = role;
+          await setPassword(options.postgres, role, credential.token, credential.expireTime, userName);
         }
         await options.onCredential?.(credential);
         minted.push(credential);

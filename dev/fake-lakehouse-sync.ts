@@ -1,7 +1,8 @@
 // Databricks Lakehouse Sync played locally, for the tests, the demo and the bench: it owns
-// `wal2delta.tables (table_oid, status, committed_lsn)` as the LakeTS contract describes it, one row
-// per synced shadow, and moves a shadow's status and committed LSN when told to. The LakeTS schema
-// never creates wal2delta; only this fake (standing in for Databricks) does.
+// `wal2delta.tables (table_oid, status, committed_lsn)` as the LakeTS contract describes it
+// (docs/lakets-contract.md, "What the jobs read"), one row per synced shadow, and moves a shadow's
+// status and committed LSN when told to. The LakeTS schema never creates wal2delta; only this fake
+// (standing in for Databricks) does.
 import type pg from 'pg';
 
 /** The statuses Lakehouse Sync reports for a synced table. */

@@ -1,8 +1,10 @@
 // The SQL an admin runs so that the jobs' Postgres role can do what the four jobs do, as data (tests
 // apply it) and as a printable script (`npm run grants -- <role>`). Role names are validated and
 // quoted as identifiers, so a hostile name is just a name that does not exist.
-import { identifierProblem } from './identifier.ts';
+import { identifierProblem, quoteIdentifier } from './identifier.ts';
 import { OWNED_RELATIONS_SQL, PRIVILEGED_OWNER_SQL } from './jobs/owners.ts';
+import { neededSchemas } from './jobs/schemas.ts';
+import type { SqlClient } from './queryable.ts';
 
 export class GrantsError extends Error {
   override name = 'GrantsError';
@@ -12,11 +14,6 @@ export interface GrantStatement {
   /** Why the jobs need it (printed as a comment). */
   purpose: string;
   sql: string;
-}
-
-/** Postgres identifier quoting: wrap in double quotes, double any inside. */
-export function quoteIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 /** Checks a role name before it goes into SQL; returns it unchanged. */
@@ -156,12 +153,7 @@ function sqlLiteral(value: string): string {
 // ---------------------------------------------------------------------------------------------
 
 /** The part of pg.Client the grants need (an admin connection). */
-export interface AdminClient {
-  query<R extends Record<string, unknown> = Record<string, unknown>>(
-    text: string,
-    values?: unknown[],
-  ): Promise<{ rows: R[] }>;
-}
+export type AdminClient = SqlClient;
 
 export interface GrantPlan {
   role: string;
@@ -243,35 +235,15 @@ export async function planGrants(
         ? "lakets._ensure_partitions is not SECURITY DEFINER: LakeTS creates and drops partitions with the caller's rights, so the job role must own the ChronoTables (membership of their owner role)"
         : "lakets._ensure_partitions is SECURITY DEFINER: partitions are created and dropped with its owner's rights, so no ownership is needed";
 
-  // Schemas holding ChronoTables, RollUp tables, RollUp sources and shadows (read from pg_namespace,
-  // never through to_regclass on a name, which needs USAGE even as a probe).
-  const schemas = await admin.query<{ nspname: string; what: string; chronotables: boolean }>(
-    `WITH objects AS (
-       SELECT schema_name AS nspname, 'ChronoTable ' || format('%I.%I', schema_name, table_name) AS what
-         FROM lakets._chronotable_registry
-       UNION ALL
-       SELECT 'lakets_cdf', 'shadow lakets_cdf.' || quote_ident(shadow_table_name)
-         FROM lakets._chronotable_registry WHERE shadow_table_name IS NOT NULL
-       UNION ALL
-       SELECT n.nspname, 'RollUp ' || quote_ident(rr.name) || ' table'
-         FROM lakets._rollup_registry rr JOIN pg_class c ON c.oid = to_regclass(rr.rollup_table)
-         JOIN pg_namespace n ON n.oid = c.relnamespace
-       UNION ALL
-       SELECT ct.schema_name, 'RollUp ' || quote_ident(rr.name) || ' source'
-         FROM lakets._rollup_registry rr JOIN lakets._chronotable_registry ct ON ct.id = rr.source_chronotable_id)
-     SELECT o.nspname, string_agg(DISTINCT o.what, ', ') AS what,
-            bool_or(o.what LIKE 'ChronoTable %') AS chronotables
-       FROM objects o
-       JOIN pg_namespace n ON n.nspname = o.nspname
-      WHERE o.nspname NOT IN ('public', 'lakets', 'lakets_cdf')
-      GROUP BY o.nspname ORDER BY o.nspname`,
-  );
-  for (const s of schemas.rows) {
+  // Schemas holding ChronoTables, RollUp tables, RollUp sources and shadows: the same list the
+  // preflight check reads (public, lakets and lakets_cdf are in the generic statements above).
+  for (const s of await neededSchemas(admin)) {
+    if (!s.exists || ['public', 'lakets', 'lakets_cdf'].includes(s.name)) continue;
     // With the caller's rights the job role creates the partitions, in the ChronoTable's schema.
-    const create = callerRights && s.chronotables;
+    const create = callerRights && s.chronoTables;
     statements.push({
-      purpose: `schema ${quoteIdentifier(s.nspname)} holds ${truncateList(s.what)}${create ? "; CREATE: partitions are created there with the caller's rights" : ''}`,
-      sql: `GRANT USAGE${create ? ', CREATE' : ''} ON SCHEMA ${quoteIdentifier(s.nspname)} TO ${r};`,
+      purpose: `schema ${quoteIdentifier(s.name)} holds ${truncateList(s.holds)}${create ? "; CREATE: partitions are created there with the caller's rights" : ''}`,
+      sql: `GRANT USAGE${create ? ', CREATE' : ''} ON SCHEMA ${quoteIdentifier(s.name)} TO ${r};`,
     });
   }
   const rollups = await admin.query<{ name: string; rollup_table: string | null; source: string | null }>(

@@ -1,6 +1,7 @@
-// The one check of a Postgres identifier taken from outside (a table in a payload, a role or database
-// in the configuration, a role for the grants). Callers quote what passes (format('%I')/quote_ident):
-// the check refuses only what Postgres would mangle or what would break a log line or a login.
+// Postgres identifiers in one place: the check of a name taken from outside (a table in a payload, a
+// role or database in the configuration, a role for the grants), and the project's only quoting of
+// names in TypeScript (SQL built here and messages alike; in SQL, format('%I') does it). The check
+// refuses only what Postgres would mangle or what would break a log line or a login.
 
 /** NAMEDATALEN - 1: Postgres truncates longer names, so the name would silently be another one. */
 export const MAX_IDENTIFIER_BYTES = 63;
@@ -23,4 +24,18 @@ export function identifierProblem(name: string, login = false): IdentifierProble
   if (Buffer.byteLength(name, 'utf8') > MAX_IDENTIFIER_BYTES) return 'too long';
   if ((login ? CONTROL_OR_BREAK : CONTROL).test(name)) return 'control characters';
   return undefined;
+}
+
+/** A name as a Postgres quoted identifier: always quoted, quotes inside doubled (SQL and messages alike). */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+// Postgres reads these back unchanged without quotes (lower case, no folding); keywords are not
+// looked up: this is for names shown to a person, never for SQL.
+const PLAIN = /^[a-z_][a-z0-9_$]*$/;
+
+/** A name as a person reads it in a report: bare when plain, quoted when Postgres would need it. */
+export function displayIdentifier(name: string): string {
+  return PLAIN.test(name) ? name : quoteIdentifier(name);
 }

@@ -10,8 +10,9 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { getConfig } from './config.ts';
 import { timeBudget } from './jobs/budget.ts';
-import { type CheckedJob, type CheckReport, loginFailed, preflight } from './jobs/check.ts';
+import { type CheckReport, loginFailed, preflight } from './jobs/check.ts';
 import type { Job } from './jobs/definition.ts';
+import type { CheckedJob } from './jobs/needs.ts';
 import { PayloadError, parseInvocation } from './jobs/payload.ts';
 import { runJob } from './jobs/runner.ts';
 import type { JobReport } from './jobs/types.ts';
@@ -33,17 +34,42 @@ export class JobFailed extends Error {
   }
 }
 
-/** A preflight check (`{"check": true}`) that found something missing; its report is logged first. */
+/** How many failing items the error of a failed check lists, and how long each line may be. */
+export const CHECK_ERROR_ITEMS = 10;
+export const CHECK_ERROR_LINE_CHARS = 600;
+
+/**
+ * A preflight check (`{"check": true}`) that found something missing; its report is logged first.
+ * The message is what `aws lambda invoke` puts in out.json: every failing item with its fix, one a
+ * line, the first CHECK_ERROR_ITEMS of them (each cut at CHECK_ERROR_LINE_CHARS), so it stays a few KB.
+ */
 export class CheckFailed extends Error {
   override name = 'CheckFailed';
   readonly report: CheckReport;
   constructor(report: CheckReport) {
-    const failed = report.items.filter((i) => i.status === 'fail');
-    super(
-      `${report.jobs.join(', ')} check failed: ${failed.length} of ${report.items.length} checks failed; first: ${failed[0]?.check}: ${failed[0]?.detail}`,
-    );
+    super(checkFailureMessage(report));
     this.report = report;
   }
+}
+
+function checkFailureMessage(report: CheckReport): string {
+  const failed = report.items.filter((i) => i.status === 'fail');
+  const jobs = report.jobs.join(', ');
+  const cut = (line: string) =>
+    line.length > CHECK_ERROR_LINE_CHARS ? `${line.slice(0, CHECK_ERROR_LINE_CHARS - 1)}…` : line;
+  const lines = failed
+    .slice(0, CHECK_ERROR_ITEMS)
+    .map((i, n) => cut(`${n + 1}. ${i.check}: ${i.detail}${i.fix ? `; fix: ${i.fix}` : ''}`));
+  const more = failed.length - lines.length;
+  return [
+    `${jobs} check failed: ${failed.length} of ${report.items.length} checks failed, each with its fix:`,
+    ...lines,
+    ...(more > 0
+      ? [
+          `… and ${more} more: the full report is in the log record "${report.jobs[0]} check fail" (its report field)`,
+        ]
+      : []),
+  ].join('\n');
 }
 
 /** The run report of a handler result (scripts that invoke a handler on a scheduled event). */

@@ -1,7 +1,8 @@
 // Every setting of the jobs, defined once: the environment variable the handlers read, the CDK context
-// key the stack takes it from, the rule both apply, its default and its line in the README table.
+// key the stack takes it from, the rule both apply, its default and its line in the table of
+// docs/operations.md.
 // lib/config.ts parses the environment with it, infra/config.ts the context, infra/job.ts builds the
-// functions' environment with it, and `npm run docs:settings` writes the README table from it; so a
+// functions' environment with it, and `npm run docs:settings` writes that table from it; so a
 // value `cdk synth` accepts is one the handlers accept too.
 import { identifierProblem } from './identifier.ts';
 import { oneLine } from './one-line.ts';
@@ -70,7 +71,7 @@ export const SETTINGS = {
     env: 'LAKETS_LAKEBASE_INSTANCE',
     context: ['lakebaseInstance'],
     required: { or: 'LAKETS_PROJECT' },
-    doc: 'instead of a project (and of `LAKETS_LAKEBASE_ENDPOINT`): the Lakebase Provisioned database instance, by name (1-63 letters, digits, hyphens); the jobs connect to its `read_write_dns` while it is `AVAILABLE`, wait a bounded time while it is starting, updating or failing over, and never start it',
+    doc: 'instead of a project (and of `LAKETS_LAKEBASE_ENDPOINT`): the Lakebase Provisioned database instance, by name (1-63 letters, digits, hyphens); the jobs connect to its `read_write_dns` while it is `AVAILABLE`, wait a bounded time while it is starting, updating or failing over, and never start it ([Provisioned instances](provisioned.md))',
   },
   host: {
     kind: 'connection',
@@ -319,13 +320,13 @@ export function isIanaTimeZone(name: string): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The README table
+// The settings table of docs/operations.md
 // ---------------------------------------------------------------------------------------------
 
 export const TABLE_BEGIN = '<!-- settings table: written by `npm run docs:settings` from lib/settings.ts -->';
 export const TABLE_END = '<!-- end of settings table -->';
 
-/** The configuration table of the README, one row per setting. */
+/** The configuration table of docs/operations.md, one row per setting. */
 export function settingsTable(): string {
   const code = (s: string) => `\`${s}\``;
   const rows = (Object.values(SETTINGS) as Setting[]).map((s) => {
@@ -358,10 +359,11 @@ export function settingsTable(): string {
   ].join('\n');
 }
 
-/** `readme` with its settings table (between the two markers) replaced by the current one. */
-export function withSettingsTable(readme: string): string {
-  const begin = readme.indexOf(TABLE_BEGIN);
-  const end = readme.indexOf(TABLE_END);
-  if (begin < 0 || end < begin) throw new Error(`the README has no settings table markers (${TABLE_BEGIN})`);
-  return readme.slice(0, begin) + settingsTable() + readme.slice(end + TABLE_END.length);
+/** `doc` with its settings table (between the two markers) replaced by the current one. */
+export function withSettingsTable(doc: string): string {
+  const begin = doc.indexOf(TABLE_BEGIN);
+  const end = doc.indexOf(TABLE_END);
+  if (begin < 0 || end < begin)
+    throw new Error(`the document has no settings table markers (${TABLE_BEGIN})`);
+  return doc.slice(0, begin) + settingsTable() + doc.slice(end + TABLE_END.length);
 }

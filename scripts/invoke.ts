@@ -1,6 +1,6 @@
 // `npm run invoke -- <job> ['<json payload>']`: runs the real Lambda handler in-process with an
 // EventBridge Scheduler-shaped event (or the given manual payload) and prints the report as JSON on
-// stdout. LAKETS_DATABASE_URL connects directly; otherwise the Databricks path (LAKETS_PROJECT,
+// stdout. LAKETS_DATABASE_URL connects directly; otherwise the Databricks path (LAKETS_PROJECT or LAKETS_LAKEBASE_INSTANCE,
 // DATABRICKS_HOST, LAKETS_SP_SECRET_ID or DATABRICKS_CLIENT_ID/SECRET) is used.
 import { JOB_NAMES, type JobName, jobNamed } from '../lib/jobs/catalog.ts';
 
@@ -28,13 +28,15 @@ for (const level of ['log', 'info', 'debug', 'warn'] as const) {
 }
 
 const { lambdaContext, schedulerEvent } = await import('../dev/lambda-context.ts');
-const { makeHandler, JobFailed } = await import('../lib/job-handler.ts');
+const { makeHandler, JobFailed, CheckFailed } = await import('../lib/job-handler.ts');
 const name = job as JobName;
 try {
   const report = await makeHandler(jobNamed(name))(payload ?? schedulerEvent(name), lambdaContext(name));
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 } catch (error) {
-  if (error instanceof JobFailed) process.stdout.write(`${JSON.stringify(error.report, null, 2)}\n`);
+  if (error instanceof JobFailed || error instanceof CheckFailed)
+    process.stdout.write(`${JSON.stringify(error.report, null, 2)}\n`);
+  // The message the Lambda error carries: for a failed check, every failing item with its fix.
   console.error(`invoke: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = 1;
 }

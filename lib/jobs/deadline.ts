@@ -3,7 +3,8 @@
 // the time the budget leaves beyond its reserve. It is re-set only when that time has fallen below the
 // cap in force (the new cap is 90% of it), so a run makes a few dozen SETs at most, not one per item;
 // never above the session's own timeout (10 min on the jobs' connections), which comes back after the run.
-import type { Budget, Queryable } from './types.ts';
+import type { Queryable } from '../queryable.ts';
+import type { Budget } from './types.ts';
 
 /** A statement always gets this long: the budget's reserve (15 s) absorbs the overrun. */
 const MIN_STATEMENT_MS = 5_000;

@@ -2,7 +2,7 @@
 // payload fields, logic, lock key, totals, metrics, what the preflight check looks at, and how the
 // report renderer counts). Each lib/jobs/<job>.ts exports one; the runner, the handler, observability,
 // the report renderer and infra/ read it. Type-only imports: a job definition pulls in no other job.
-import type { JobNeeds } from './check.ts';
+import type { JobNeeds } from './needs.ts';
 import type { JobName, JobSpec, MetricName, PayloadField } from './spec.ts';
 import type { ItemResult, JobLogic } from './types.ts';
 

@@ -1,7 +1,7 @@
 // One line for any error that ends an item or a run. Postgres errors keep their SQLSTATE, which is
 // what an operator searches for; a missing privilege (42501) also names the grants command.
 import { explainPostgresError } from '../lakebase/errors.ts';
-import type { Queryable } from './types.ts';
+import type { Queryable } from '../queryable.ts';
 
 export function errorLine(error: unknown): string {
   if (error instanceof Error) {

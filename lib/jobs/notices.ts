@@ -2,7 +2,7 @@
 // for the whole run (noticeLog), attempt() files what arrived while an item ran with that item, and
 // the report keeps the rest. The jobs never read this text to decide anything: it goes into the report
 // verbatim as evidence for a person (its wording differs between LakeTS releases).
-import type { Queryable } from './types.ts';
+import type { Queryable } from '../queryable.ts';
 
 /** The text a run received, in order: each piece is filed with at most one item. */
 export interface NoticeLog {

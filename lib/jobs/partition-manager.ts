@@ -1,11 +1,12 @@
 // Partition Manager: lakets._ensure_partitions() for every ChronoTable (or the named ones), most
 // urgent first, each on the chunk grid the table already has.
+import type { Queryable } from '../queryable.ts';
 import { attempt } from './attempt.ts';
-import type { PreflightContext } from './check.ts';
 import { type ChunkGrid, chunkGrid } from './chunk-grid.ts';
 import { defineJob } from './definition.ts';
+import type { PreflightContext } from './needs.ts';
 import { type ChronoTable, chronoTables } from './targets.ts';
-import type { ItemResult, JobLogic, Queryable } from './types.ts';
+import type { ItemResult, JobLogic } from './types.ts';
 
 // Per ChronoTable: how far its partitions reach (the end of its last non-dropped chunk, NULL when it
 // has none) and where its latest chunk sits against the UTC grid.

@@ -2,7 +2,7 @@
 // EventBridge Scheduler, or an empty `{}` from a bare `aws lambda invoke`) runs the job with
 // defaults; anything else is a manual payload, validated strictly: an unknown field or a wrong
 // type is an error and nothing runs.
-import { identifierProblem } from '../identifier.ts';
+import { displayIdentifier, identifierProblem } from '../identifier.ts';
 import { oneLine } from '../one-line.ts';
 import type { JobName, PayloadField } from './spec.ts';
 import type { JobOptions, TableRef } from './types.ts';
@@ -185,8 +185,7 @@ function checkIdentifier(name: string, what: string): void {
 }
 
 export function formatTable(ref: TableRef): string {
-  const q = (s: string) => (/^[a-z_][a-z0-9_$]*$/.test(s) ? s : `"${s.replaceAll('"', '""')}"`);
-  return `${q(ref.schema)}.${q(ref.table)}`;
+  return `${displayIdentifier(ref.schema)}.${displayIdentifier(ref.table)}`;
 }
 
 function truncate(text: string): string {

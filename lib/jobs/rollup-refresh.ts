@@ -6,9 +6,10 @@
 // refreshed goes first. A RollUp counts as refreshed when its last_refreshed_at moved; a skip's
 // reason is computed from the registry (the public refresh_rollup says nothing about refresh_lag).
 // NULL refresh_lag means "never wait", in a dry run too.
+import { quoteIdentifier } from '../identifier.ts';
 import { attempt } from './attempt.ts';
-import { type PreflightContext, q } from './check.ts';
 import { countItems, defineJob } from './definition.ts';
+import type { PreflightContext } from './needs.ts';
 import { PayloadError } from './payload.ts';
 import type { ItemResult, JobContext, JobLogic } from './types.ts';
 
@@ -175,14 +176,14 @@ async function checkDag({ db, add }: PreflightContext): Promise<void> {
     add(
       'rollup dag',
       'fail',
-      `RollUps ${cycle.map(q).join(', ')} are on (or behind) a dependency cycle: none of them can be refreshed`,
+      `RollUps ${cycle.map((name) => quoteIdentifier(name)).join(', ')} are on (or behind) a dependency cycle: none of them can be refreshed`,
       'break the cycle: UPDATE lakets._rollup_registry SET depends_on = ... for one of them, or drop_rollup() it',
     );
   else if (dangling.length > 0)
     add(
       'rollup dag',
       'fail',
-      `RollUps ${dangling.map((r) => q(r.name)).join(', ')} depend on RollUp ids that do not exist`,
+      `RollUps ${dangling.map((r) => quoteIdentifier(r.name)).join(', ')} depend on RollUp ids that do not exist`,
       'remove the missing ids from lakets._rollup_registry.depends_on',
     );
   else add('rollup dag', 'pass', `${rows.length} RollUps, no dependency cycle`);

@@ -1,12 +1,13 @@
 // Runs one job against a connected client: the per-database job lock, the job's logic, and the
 // report with its status and totals. The handler, the CLI, the demo and the tests all call this.
 
+import type { Queryable } from '../queryable.ts';
 import { uncapStatements } from './deadline.ts';
 import type { Job } from './definition.ts';
 import { errorLine } from './errors.ts';
 import { type NoticeLog, noticeLog } from './notices.ts';
 import { PayloadError } from './payload.ts';
-import type { Budget, ItemResult, JobOptions, JobReport, Queryable, RunStatus } from './types.ts';
+import type { Budget, ItemResult, JobOptions, JobReport, RunStatus } from './types.ts';
 
 // Session advisory lock (74170100, the job's lockKey): one run of a job at a time per database.
 // Released on unlock or when the connection closes, so a crashed run never leaves it held.

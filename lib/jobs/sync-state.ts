@@ -4,10 +4,12 @@
 // between LakeTS releases and is no contract).
 //
 // Durable <=> the shadow's wal2delta.tables row is STREAMING with committed_lsn >= the chunk's
-// last_write_lsn (shared/lakets-contract.md). The access check reads pg_namespace/pg_class only:
+// last_write_lsn (docs/lakets-contract.md, "The durability proof"). The access check reads pg_namespace/pg_class only:
 // naming wal2delta in a query (or to_regclass) raises when the role lacks USAGE on it.
+import { displayIdentifier } from '../identifier.ts';
+import type { Queryable } from '../queryable.ts';
 import { formatTable } from './payload.ts';
-import type { ItemResult, Queryable } from './types.ts';
+import type { ItemResult } from './types.ts';
 
 /** Whether this role can read wal2delta.tables; when not, why (one line, with the fix's subject). */
 export type SyncAccess = { readable: true } | { readable: false; reason: string };
@@ -29,7 +31,7 @@ export async function syncAccess(db: Queryable): Promise<SyncAccess> {
        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'tables'`,
   );
   const r = rows[0];
-  const role = formatIdent(r?.role ?? 'current_user');
+  const role = displayIdentifier(r?.role ?? 'current_user');
   if (!r?.has_schema || !r.has_table)
     return {
       readable: false,
@@ -117,7 +119,7 @@ export function shadowState(row: ShadowRow, access: SyncAccess): ShadowState {
   const none = (reason: string, unreadable = false): ShadowState => ({ committed: null, reason, unreadable });
   if (row.shadow_table_name === null) return none('sync is not enabled (no shadow table)');
   if (row.shadow_schema === null || row.shadow_relname === null)
-    return none(`shadow table lakets_cdf.${formatIdent(row.shadow_table_name)} does not exist`);
+    return none(`shadow table lakets_cdf.${displayIdentifier(row.shadow_table_name)} does not exist`);
   const shadow = formatTable({ schema: row.shadow_schema, table: row.shadow_relname });
   if (!access.readable) return none(access.reason, true);
   if (!row.sync_row)
@@ -147,10 +149,6 @@ function lsn(text: string): bigint {
   const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text);
   if (!m) throw new Error(`not a pg_lsn: ${JSON.stringify(text)}`);
   return (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`);
-}
-
-function formatIdent(name: string): string {
-  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
 }
 
 /** How many items say nothing could be proven because this role cannot read Sync's state. */

@@ -1,7 +1,9 @@
-// Which ChronoTables a run covers, read from the LakeTS registries (contract columns only, so the
-// jobs work against the public LakeTS too).
+// Which ChronoTables a run covers, read from the LakeTS registries (only the columns of
+// docs/lakets-contract.md, "What the jobs read", so the jobs work against the public LakeTS too).
+
+import type { Queryable } from '../queryable.ts';
 import { formatTable, PayloadError } from './payload.ts';
-import type { ItemResult, JobContext, Queryable, TableRef } from './types.ts';
+import type { ItemResult, JobContext, TableRef } from './types.ts';
 
 export interface ChronoTable extends TableRef {
   id: number;

@@ -1,4 +1,5 @@
 // The shapes every job shares: what a run is asked to do, and the report it returns.
+import type { Queryable } from '../queryable.ts';
 import type { NoticeLog } from './notices.ts';
 import type { JobName } from './spec.ts';
 
@@ -96,16 +97,6 @@ export interface JobContext {
   options: JobOptions;
   budget: Budget;
   notices: NoticeLog;
-}
-
-/** The part of pg.Client the jobs use (so a pool client or a plain client both fit). */
-export interface Queryable {
-  query<R extends Record<string, unknown> = Record<string, unknown>>(
-    text: string,
-    values?: unknown[],
-  ): Promise<{ rows: R[]; rowCount: number | null }>;
-  on(event: 'notice', listener: (notice: { severity?: string; message?: string }) => void): unknown;
-  off(event: 'notice', listener: (notice: { severity?: string; message?: string }) => void): unknown;
 }
 
 export interface Budget {

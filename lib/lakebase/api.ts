@@ -2,6 +2,7 @@
 // re-read secret, transient failures retried with bounded backoff, and every failure turned into a
 // one-line LakebaseError that names what the service principal is missing.
 import { ApiError, HttpError } from '@databricks/sdk-experimental/dist/apierr.js';
+import { quoteIdentifier } from '../identifier.ts';
 import { describeError, LakebaseError, type LakebaseErrorCode } from './errors.ts';
 import type { Log } from './log.ts';
 import { backoffDelay, type RetryPolicy } from './retry.ts';
@@ -34,6 +35,8 @@ export interface ProjectTarget {
   endpoint?: string;
   /** The endpoint was pinned by LAKETS_LAKEBASE_ENDPOINT (rather than resolved). */
   pinned?: boolean;
+  /** The group role a credential is asked for (group_name, from LAKETS_PG_ROLE). */
+  group?: string;
 }
 
 export interface SessionOptions {
@@ -383,7 +386,9 @@ export class DatabricksSession {
           ? 'set LAKETS_PG_ROLE to the Postgres role so the identity lookup is not needed'
           : target.instance !== undefined
             ? `grant it CAN USE (or CAN MANAGE) on the Lakebase database instance ${target.instance} (the instance's Permissions in the Lakebase app)`
-            : `grant it CAN USE (or CAN MANAGE) on the Lakebase project ${target.project} (project Permissions in the Lakebase app)`;
+            : op === 'generateCredential' && target.group !== undefined
+              ? groupMembershipFix(target.group, target.endpoint, this.#clientId)
+              : `grant it CAN USE (or CAN MANAGE) on the Lakebase project ${target.project} (project Permissions in the Lakebase app)`;
       return new LakebaseError(
         'DATABRICKS_PERMISSION_DENIED',
         `${who} may not ${action(op, target)} (${upstream}): ${fix}`,
@@ -404,6 +409,15 @@ export class DatabricksSession {
       },
     );
   }
+}
+
+/**
+ * A credential for a group role (group_name) is given only to a member of that role: the listing
+ * calls before it passed, so project access is not what is missing.
+ */
+function groupMembershipFix(group: string, endpoint: string | undefined, appId: string | undefined): string {
+  const branch = /\/branches\/([^/]+)\//.exec(endpoint ?? '')?.[1];
+  return `LAKETS_PG_ROLE asks for a credential of group role ${quoteIdentifier(group)} (group_name), given only to a member of it: on ${branch ? `branch ${branch}` : 'the branch of the endpoint'} an admin runs GRANT ${quoteIdentifier(group)} TO ${quoteIdentifier(appId ?? '<application id>')}; or unset LAKETS_PG_ROLE to log in as the service principal's own role`;
 }
 
 function notFound(

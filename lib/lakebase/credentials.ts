@@ -103,7 +103,7 @@ export function endpointMinter(session: DatabricksSession, project: string, role
     const group = await groupName();
     const body = (await session.request(
       'generateCredential',
-      { project, endpoint, pinned },
+      { project, endpoint, pinned, ...(group === undefined ? {} : { group }) },
       'POST',
       '/api/2.0/postgres/credentials',
       { body: { endpoint, ...(group === undefined ? {} : { group_name: group }) } },

@@ -113,7 +113,7 @@ export function describeError(error: unknown): string {
 }
 
 export const GRANTS_FIX = (role: string) =>
-  `an admin runs \`npm run grants -- ${role}\` and the README "Service principal, secret and Postgres role" steps`;
+  `an admin runs \`npm run grants -- ${role}\` and the docs/operations.md "Service principal, secret and Postgres role" steps`;
 
 /** A Postgres error from a query, explained when it is a missing privilege (42501); anything else as it was. */
 export function explainPostgresError(error: unknown, role: string): unknown {

@@ -154,7 +154,9 @@ describe.skipIf(process.platform === 'darwin')('the synthesized functions under 
         const coded = rs.filter((r) => isLogRecord(r) && r['errorCode'] !== undefined);
         expect(coded).toHaveLength(1);
         expect(coded[0]).toMatchObject({ level: 'ERROR', errorCode: 'PG_LOGIN_REJECTED', service: job });
-        expect(coded[0]?.['message']).toContain('README "Service principal, secret and Postgres role"');
+        expect(coded[0]?.['message']).toContain(
+          'docs/operations.md "Service principal, secret and Postgres role"',
+        );
         expect(runFailed(rs)).toMatchObject([{ RunFailed: 1, code: 'PG_LOGIN_REJECTED', service: job }]);
       } finally {
         await world.admin.query(`ALTER ROLE "${world.appId}" LOGIN`);

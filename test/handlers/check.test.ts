@@ -4,7 +4,12 @@ import { beforeAll, expect, it, vi } from 'vitest';
 import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext } from '../../dev/lambda-context.ts';
 import { applyGrants } from '../../lib/grants.ts';
-import { makeHandler } from '../../lib/job-handler.ts';
+import {
+  CHECK_ERROR_ITEMS,
+  CHECK_ERROR_LINE_CHARS,
+  CheckFailed,
+  makeHandler,
+} from '../../lib/job-handler.ts';
 import { jobNamed } from '../../lib/jobs/catalog.ts';
 import type { CheckReport } from '../../lib/jobs/check.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
@@ -47,4 +52,51 @@ it('passes for every job over verified TLS as the service principal’s role, an
   }
   expect(await stateFingerprint(world.admin)).toBe(before);
   expect(leakedSecrets(world, output)).toEqual([]);
+});
+
+it('a failed check is a Lambda error listing every failing item with its fix, bounded, the whole report in the log record', async () => {
+  // Twelve schemas, each with a ChronoTable, created after the grants: twelve items to fix.
+  const schemas = Array.from({ length: 12 }, (_, n) => `chk_s${String(n + 1).padStart(2, '0')}`);
+  for (const s of schemas) {
+    await world.admin.query(
+      `CREATE SCHEMA ${s}; CREATE TABLE ${s}.probe (ts timestamptz NOT NULL, v float8)`,
+    );
+    await world.admin.query(`SELECT lakets.create_chronotable('probe', 'ts', interval '1 day', $1)`, [s]);
+  }
+  const logged = output.length;
+  try {
+    const error = await makeHandler(jobNamed('partition-manager'), { connector: world.deps() })(
+      { check: true },
+      lambdaContext('partition-manager'),
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CheckFailed);
+    const { message, report } = error as CheckFailed;
+    const failed = report.items.filter((i) => i.status === 'fail');
+    expect(failed.map((i) => i.check)).toEqual(schemas.map((s) => `schema usage: ${s}`));
+    const lines = message.split('\n');
+    expect(lines[0]).toBe(
+      `partition-manager check failed: 12 of ${report.items.length} checks failed, each with its fix:`,
+    );
+    // The first ten, in the report's order, each with its fix: the statement to run is there.
+    expect(lines.slice(1, -1)).toEqual(
+      failed.slice(0, CHECK_ERROR_ITEMS).map((i, n) => `${n + 1}. ${i.check}: ${i.detail}; fix: ${i.fix}`),
+    );
+    expect(lines[1]).toContain(`GRANT USAGE ON SCHEMA "chk_s01" TO "${world.appId}";`);
+    expect(lines.at(-1)).toBe(
+      '… and 2 more: the full report is in the log record "partition-manager check fail" (its report field)',
+    );
+    expect(lines.every((l) => l.length <= CHECK_ERROR_LINE_CHARS)).toBe(true);
+    // The log record holds the whole report: all twelve.
+    const record = output.slice(logged).find((l) => l.includes('"partition-manager check fail"'));
+    expect(record).toBeDefined();
+    const fromLog = JSON.parse(record ?? '{}') as { errorCode: string; report: CheckReport };
+    expect(fromLog.errorCode).toBe('CHECK_FAILED');
+    expect(fromLog.report.items.filter((i) => i.status === 'fail')).toHaveLength(12);
+    expect(leakedSecrets(world, [message, ...output])).toEqual([]);
+  } finally {
+    for (const s of schemas) {
+      await world.admin.query(`SELECT lakets.drop_chronotable('probe', $1)`, [s]).catch(() => {});
+      await world.admin.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+    }
+  }
 });

@@ -1,6 +1,6 @@
 // One settings module for the handlers and the stack: each function's environment is exactly what the
 // handlers read (plus the runtime's own), every value the handlers would refuse already stops the synth,
-// what the synth accepts the handlers accept, and the README table is the module's.
+// what the synth accepts the handlers accept, and the table of docs/operations.md is the module's.
 import { readFileSync } from 'node:fs';
 import { App } from 'aws-cdk-lib';
 import fc from 'fast-check';
@@ -305,11 +305,11 @@ describe('one rule for the synth and the handlers', () => {
   });
 });
 
-describe('README', () => {
+describe('docs/operations.md', () => {
   it('its configuration table is the one `npm run docs:settings` writes from the settings', () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-    expect(readme).toContain(settingsTable());
-    expect(withSettingsTable(readme)).toBe(readme);
+    const doc = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+    expect(doc).toContain(settingsTable());
+    expect(withSettingsTable(doc)).toBe(doc);
   });
 
   it('names every setting: each variable and context key once', () => {

@@ -8,7 +8,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { installWal2delta } from '../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext } from '../../dev/lambda-context.ts';
-import { applyGrants, quoteIdentifier } from '../../lib/grants.ts';
+import { applyGrants } from '../../lib/grants.ts';
+import { quoteIdentifier } from '../../lib/identifier.ts';
 import { CheckFailed, jobHandler } from '../../lib/job-handler.ts';
 import { JOB_LIST, JOBS } from '../../lib/jobs/catalog.ts';
 import { type CheckReport, preflight } from '../../lib/jobs/check.ts';
@@ -22,9 +23,10 @@ import { callerRights } from '../support/public-rights-grid.ts';
 
 const ALL = JOB_LIST;
 const script = join(import.meta.dirname, '../../scripts/check.ts');
+const invoke = join(import.meta.dirname, '../../scripts/invoke.ts');
 const suffix = randomBytes(3).toString('hex');
 
-/** The seed's literal grant list (shared/seed/workflow-jobs.txt), nothing more. */
+/** The original jobs' documented grant list (docs/lakets-contract.md), nothing more. */
 function seedGrants(role: string): string {
   const r = quoteIdentifier(role);
   return `GRANT USAGE, CREATE ON SCHEMA public, lakets TO ${r};
@@ -211,9 +213,22 @@ describe('{"check": true} to a handler', () => {
         lambdaContext('rollup-refresh'),
       ).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(CheckFailed);
-      expect((error as CheckFailed).message).toMatch(
-        /^rollup-refresh check failed: \d+ of \d+ checks failed; first: /,
+      expect((error as CheckFailed).message).toBe(
+        [
+          'rollup-refresh check failed: 1 of 11 checks failed, each with its fix:',
+          `1. execute: lakets.refresh_rollup(text): no EXECUTE on lakets.refresh_rollup; fix: an admin runs \`npm run grants -- chk_h1_${suffix}\` (with LAKETS_DATABASE_URL, it reads the database)`,
+        ].join('\n'),
       );
+      // npm run invoke prints the same: the report on stdout, the Lambda error's message on stderr.
+      const env: NodeJS.ProcessEnv = { ...process.env, LAKETS_DATABASE_URL: ok.url };
+      delete env['LAKETS_PROJECT'];
+      const out = spawnSync(process.execPath, [invoke, 'rollup-refresh', '{"check": true}'], {
+        encoding: 'utf8',
+        env,
+      });
+      expect(out.status).toBe(1);
+      expect(out.stderr).toContain(`invoke: ${(error as CheckFailed).message}\n`);
+      expect(JSON.parse(out.stdout)).toMatchObject({ check: true, status: 'fail', totals: { fail: 1 } });
     } finally {
       if (saved === undefined) delete process.env['LAKETS_DATABASE_URL'];
       else process.env['LAKETS_DATABASE_URL'] = saved;

@@ -325,25 +325,40 @@ describe('transient Databricks failures', () => {
 });
 
 describe('Postgres login and privileges', () => {
-  test('28P01 wrong password: names the role and points at npm run grants', async () => {
-    const role = `jobs_${randomBytes(4).toString('hex')}`;
-    // Not a group of the service principal: the minted token is not this role's password.
-    await world.createRole(role, `LOGIN PASSWORD ${pg.escapeLiteral(randomBytes(12).toString('hex'))}`);
-    const c = connector({ LAKETS_PG_ROLE: role });
-    const error = await failure(c, 'PG_AUTH_FAILED');
-    expect(error.pgCode).toBe('28P01');
-    expect(error.message).toContain(`"${role}"`);
-    expect(error.message).toContain(`npm run grants -- ${role}`);
-    expect(error.message).toContain('README');
-    expect(world.fake.count('credentials')).toBe(1); // a fresh credential is not retried
+  test("28P01 wrong password (the service principal's own role is missing on the branch): names the role and points at npm run grants", async () => {
+    // databricks_create_role was not run on this branch: the credential is minted for the identity,
+    // and Postgres has no such role to log in as.
+    const away = `away_${randomBytes(4).toString('hex')}`;
+    await world.admin.query(`ALTER ROLE ${pg.escapeIdentifier(world.appId)} RENAME TO ${away}`);
+    try {
+      const error = await failure(connector(), 'PG_AUTH_FAILED');
+      expect(error.pgCode).toBe('28P01');
+      expect(error.message).toContain(`"${world.appId}"`);
+      expect(error.message).toContain(`npm run grants -- ${world.appId}`);
+      expect(error.message).toContain('docs/operations.md "Service principal, secret and Postgres role"');
+      expect(error.message).toMatch(
+        /the role does not exist, or is neither this identity's own Databricks OAuth role nor a group role it is a member of/,
+      );
+      expect(world.fake.count('credentials')).toBe(1); // a fresh credential is not retried
+    } finally {
+      await world.admin.query(`ALTER ROLE ${away} RENAME TO ${pg.escapeIdentifier(world.appId)}`);
+    }
   });
 
-  test('role missing: Postgres says 28P01 and the error says to create and grant the role', async () => {
-    const error = await failure(connector({ LAKETS_PG_ROLE: 'no_such_role_here' }), 'PG_AUTH_FAILED');
-    expect(error.message).toMatch(
-      /the role does not exist, or is neither this identity's own Databricks OAuth role nor a group role it is a member of/,
-    );
-    expect(error.message).toContain('npm run grants -- no_such_role_here');
+  test('LAKETS_PG_ROLE names a role the service principal is not a member of: Databricks answers 403, and the hint is the membership, not project access', async () => {
+    for (const role of [`jobs_${randomBytes(4).toString('hex')}`, 'no_such_role_here']) {
+      if (role !== 'no_such_role_here') await world.createRole(role);
+      const before = world.fake.count('credentials');
+      const error = await failure(connector({ LAKETS_PG_ROLE: role }), 'DATABRICKS_PERMISSION_DENIED');
+      expect(error.status).toBe(403);
+      expect(error.message).toContain(`group role "${role}" (group_name)`);
+      expect(error.message).toContain(
+        `on branch production an admin runs GRANT "${role}" TO "${world.appId}";`,
+      );
+      expect(error.message).toContain('or unset LAKETS_PG_ROLE');
+      expect(error.message).not.toMatch(/CAN USE/);
+      expect(world.fake.count('credentials') - before).toBe(1); // a refusal is not retried
+    }
   });
 
   test('28000 a role that may not log in', async () => {

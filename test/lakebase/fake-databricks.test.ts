@@ -1,6 +1,6 @@
-// The fake workspace is only worth its strictness: it refuses what the real service refuses
-// (../shared/databricks-lakebase-api.md), so that a client defect shows here rather than in
-// production. Driven with plain HTTPS requests (global fetch), not through the library.
+// The fake workspace is only worth its strictness: it refuses what the real Databricks REST API refuses
+// (HTTPS only, content types, error bodies, page tokens, credentials bound to roles: docs/testing.md),
+// so that a client defect shows here rather than in production. Driven with plain HTTPS requests (global fetch), not through the library.
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -207,15 +207,17 @@ describe('credentials log in only as the identity or a group it is a member of',
   test('with group_name: the group, only while the identity is a member (real role membership)', async () => {
     const group = await role(`jobs_${randomBytes(3).toString('hex')}`);
     const nested = await role(`nested_${randomBytes(3).toString('hex')}`);
-    // Not a member: minted, but it logs in as nothing.
-    let { body } = await credential({ endpoint: PRIMARY, group_name: group }, 'application/json');
-    expect(fake.minted.at(-1)?.groupName).toBe(group);
-    expect(fake.minted.at(-1)?.role).toBeUndefined();
-    expect(await login(group, body.token as string)).toBe('28P01');
+    // Not a member: refused (403), nothing minted.
+    const minted = fake.minted.length;
+    let { status, body } = await credential({ endpoint: PRIMARY, group_name: group }, 'application/json');
+    expect(status).toBe(403);
+    expectRealError(body, 'PERMISSION_DENIED');
+    expect(fake.minted.length).toBe(minted);
     // A member (through another group): logs in as the group.
     await admin.query(`GRANT ${pg.escapeIdentifier(nested)} TO ${pg.escapeIdentifier(appId)}`);
     await admin.query(`GRANT ${pg.escapeIdentifier(group)} TO ${pg.escapeIdentifier(nested)}`);
-    ({ body } = await credential({ endpoint: PRIMARY, group_name: group }, 'application/json'));
+    ({ status, body } = await credential({ endpoint: PRIMARY, group_name: group }, 'application/json'));
+    expect(status).toBe(200);
     expect(fake.minted.at(-1)).toMatchObject({ groupName: group, role: group });
     expect(await login(group, body.token as string)).toBe(group);
     expect(await login(appId, body.token as string)).toBe('28P01'); // not the identity's password now

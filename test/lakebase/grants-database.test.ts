@@ -116,7 +116,7 @@ describe('against a LakeTS running DDL with the caller’s rights', () => {
     expect(sql).toContain(`GRANT SELECT ON sensors.probe TO "${jobs.name}";`);
     expect(plan.manual).toEqual([]);
 
-    // README step 5, as written: the CLI with an admin connection.
+    // docs/operations.md step 5, as written: the CLI with an admin connection.
     const out = spawnSync(process.execPath, [script, jobs.name], {
       encoding: 'utf8',
       env: { ...process.env, LAKETS_DATABASE_URL: db.url },

@@ -6,13 +6,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { installWal2delta } from '../../dev/fake-lakehouse-sync.ts';
-import {
-  GrantsError,
-  grantStatements,
-  grantsScript,
-  quoteIdentifier,
-  validateRole,
-} from '../../lib/grants.ts';
+import { GrantsError, grantStatements, grantsScript, validateRole } from '../../lib/grants.ts';
+import { quoteIdentifier } from '../../lib/identifier.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;

@@ -1,6 +1,7 @@
-// The job role holds exactly the documented grants (shared/seed/workflow-jobs.txt) plus read access to
-// wal2delta, and does everything the four jobs do against tables and LakeTS owned by the superuser.
-// EXECUTE is not granted to PUBLIC, yet plain writers still fire LakeTS triggers.
+// The job role holds exactly the documented grants (docs/lakets-contract.md, "The grants the original
+// jobs document") plus read access to wal2delta, and does everything the four jobs do against tables
+// and LakeTS owned by the superuser. EXECUTE is not granted to PUBLIC, yet plain writers still fire
+// LakeTS triggers.
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';

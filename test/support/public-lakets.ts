@@ -1,6 +1,6 @@
 // Makes an installed compatible schema behave like the public LakeTS 0.1.3 where a job can tell the
-// two apart (shared/lakets-contract.md, "Observed behaviour of the public LakeTS 0.1.3"), so the
-// jobs are tested against both. Only the points named here; the compatible schema's defaults stay
+// two apart (docs/lakets-contract.md, "Where the public LakeTS 0.1.3 differs, and how the jobs cope"),
+// so the jobs are tested against both. Only the points named here; the compatible schema's defaults stay
 // as they are. Test support only: never part of the schema a user installs.
 //
 //  - wording: the public NOTICE/WARNING text of tier_chunk, execute_retention and refresh_rollup,

@@ -1,6 +1,6 @@
 // Makes the compatible schema behave like the public LakeTS 0.1.3 on two points the jobs can observe
-// (shared/lakets-contract.md, "Observed behaviour of the public LakeTS 0.1.3"), so that the jobs are
-// tested against both behaviours on one real PostgreSQL. The compatible schema's default is left as
+// (docs/lakets-contract.md, "Where the public LakeTS 0.1.3 differs, and how the jobs cope"), so that
+// the jobs are tested against both behaviours on one real PostgreSQL. The compatible schema's default is left as
 // it is; each switch applies to one test database and returns a function that puts ours back.
 //
 // - callerRights: no LakeTS function is SECURITY DEFINER, so _ensure_partitions, execute_retention
