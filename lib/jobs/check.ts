@@ -135,7 +135,10 @@ export function loginFailed(jobs: readonly JobName[], error: unknown): CheckRepo
       check: 'login',
       status: 'fail',
       detail: `${typeof code === 'string' && !/^[0-9A-Z]{5}$/.test(code) ? `${code}: ` : ''}${errorLine(error)}`,
-      fix: 'see the error: its code names the setup step (docs/operations.md "Service principal, secret and Postgres role")',
+      fix:
+        typeof code === 'string' && code.startsWith('INSTANCE_')
+          ? 'see the error: docs/provisioned.md says what each INSTANCE_ code means and what to do'
+          : 'see the error: its code names the setup step (docs/operations.md "Service principal, secret and Postgres role")',
     },
   ]);
 }

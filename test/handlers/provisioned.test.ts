@@ -150,6 +150,7 @@ describe('an instance that is not AVAILABLE', () => {
           check: 'login',
           status: 'fail',
           detail: expect.stringMatching(/^INSTANCE_STOPPED: .*instance lakets-provisioned is stopped/),
+          fix: expect.stringContaining('docs/provisioned.md'),
         },
       ]);
       expect(leakedSecrets(world, output)).toEqual([]);
