@@ -3,6 +3,9 @@
 // Manager and the workspace faked on loopback, the real SDK clients, the real PostgreSQL 17 where each
 // minted credential is the job role's password. A stopped instance fails the invocation with its own
 // code, logged and counted like any other failure, and changes nothing.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext, schedulerEvent } from '../../dev/lambda-context.ts';
@@ -169,5 +172,67 @@ describe('an instance that is not AVAILABLE', () => {
     expect(report.status).toBe('ok');
     const waits = world.log.lines.filter((l) => l.includes('waiting for the Lakebase instance'));
     expect(waits.map((l) => JSON.parse(l).state)).toEqual(['STARTING', 'STARTING']);
+  });
+});
+
+describe('npm run check and npm run invoke with LAKETS_LAKEBASE_INSTANCE', () => {
+  // Asynchronously: the fake workspace answers from this process.
+  const run = (script: string, args: string[], env: Record<string, string>) =>
+    promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../scripts', script), ...args], {
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH ?? '',
+        NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS ?? '',
+        ...env,
+      },
+    }).then(
+      (out) => ({ code: 0, stdout: out.stdout, stderr: out.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({
+        code: e.code,
+        stdout: e.stdout,
+        stderr: e.stderr,
+      }),
+    );
+  // A local run: the service principal's client id and secret instead of Secrets Manager.
+  const local = (instance: string) => ({
+    LAKETS_LAKEBASE_INSTANCE: instance,
+    DATABRICKS_HOST: world.fake.url,
+    DATABRICKS_CLIENT_ID: world.appId,
+    DATABRICKS_CLIENT_SECRET: world.clientSecret,
+  });
+
+  it('reach the instance the way the handlers do: a stopped one is the login failure of the check, and the error of the run', async () => {
+    world.fake.instances.parked = { state: 'STOPPED', host: 'localhost' };
+    world.fake.resetCalls();
+    const check = await run('check.ts', ['tiering', '--json'], local('parked'));
+    expect(check.code).toBe(1);
+    expect((JSON.parse(check.stdout) as CheckReport).items).toMatchObject([
+      {
+        check: 'login',
+        status: 'fail',
+        detail: expect.stringMatching(/^INSTANCE_STOPPED: Lakebase database instance parked is stopped/),
+      },
+    ]);
+    const invoked = await run('invoke.ts', ['retention'], local('parked'));
+    expect(invoked.code).toBe(1);
+    expect(invoked.stderr).toMatch(
+      /^invoke: Lakebase database instance parked is stopped \(state STOPPED\)/m,
+    );
+    expect(world.fake.calls.filter((c) => c.route === 'getInstance').map((c) => c.path)).toEqual([
+      '/api/2.0/database/instances/parked',
+      '/api/2.0/database/instances/parked',
+    ]);
+    expect(world.fake.count('instanceCredentials')).toBe(0);
+    expect(leakedSecrets(world, [check.stdout, check.stderr, invoked.stdout, invoked.stderr])).toEqual([]);
+  });
+
+  it('refuse a project and an instance together, in one line, asking nothing of Databricks', async () => {
+    world.fake.resetCalls();
+    const check = await run('check.ts', [], { ...local(INSTANCE), LAKETS_PROJECT: 'lakets-prod' });
+    expect(check.code).toBe(2);
+    expect(check.stderr.trim()).toBe(
+      'npm run check: LAKETS_PROJECT and LAKETS_LAKEBASE_INSTANCE are both set: set exactly one, LAKETS_PROJECT for a Lakebase Autoscaling project or LAKETS_LAKEBASE_INSTANCE for a Provisioned instance',
+    );
+    expect(world.fake.calls).toEqual([]);
   });
 });
