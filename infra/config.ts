@@ -1,6 +1,7 @@
 // Deployment settings, read once from CDK context (-c key=value or cdk.json) and validated at synth time
 // by the same rules the handlers apply to the environment the stack gives them (lib/settings.ts).
 // Defaults live there, not in cdk.json, so a bare `cdk synth -c ...` with the three required keys works.
+import { createHash } from 'node:crypto';
 import {
   ConfigError,
   type ConnectionValues,
@@ -25,8 +26,26 @@ import {
 
 export { ConfigError, type ContextKey } from '../lib/settings.ts';
 
-export const DEFAULT_STACK_NAME = SETTINGS.stackName.default;
 export const DEFAULT_TIMEZONE = SETTINGS.timezone.default;
+
+/**
+ * The stack name when `stackName` is unset: `LakeTs-<project>`, plus `-<database>` when a database other
+ * than the default is set, so deploying a second project (or a second database of one) never replaces the
+ * first one's stack. Where that is not a valid stack name (too long, or characters a stack name cannot
+ * hold), its readable start and 8 hex characters of a hash of the whole identity.
+ */
+export function defaultStackName(project: string, database?: string): string {
+  const parts = ['LakeTs', project];
+  if (database !== undefined && database !== SETTINGS.database.default) parts.push(database);
+  const plain = parts.join('-');
+  if (isStackName(plain)) return plain;
+  const hash = createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 8);
+  const readable = plain
+    .replace(/[^A-Za-z0-9-]+/g, '-')
+    .slice(0, 40 - hash.length - 1)
+    .replace(/-+$/, '');
+  return `${readable}-${hash}`;
+}
 
 /** The service principal's `{"client_id","client_secret"}` secret: imported, never created. */
 export type SpSecretRef =
@@ -95,11 +114,11 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
     return ids;
   };
 
-  const stackName = text('stackName') ?? DEFAULT_STACK_NAME;
-  if (!isStackName(stackName)) {
+  const givenStackName = text('stackName');
+  if (givenStackName !== undefined && !isStackName(givenStackName)) {
     fail(
       'stackName',
-      `"${stackName}" is not a valid stack name (letter first, letters/digits/-, ≤ 40)`,
+      `"${givenStackName}" is not a valid stack name (letter first, letters/digits/-, ≤ 40)`,
       '-c stackName=LakeTsJobs',
     );
   }
@@ -210,6 +229,7 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   };
   const pgRole = identifier('pgRole');
   const database = identifier('database');
+  const stackName = givenStackName ?? defaultStackName(lakebaseProject, database);
 
   const timezone = text('timezone') ?? DEFAULT_TIMEZONE;
   if (!isIanaTimeZone(timezone)) {

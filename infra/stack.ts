@@ -2,22 +2,30 @@
 import {
   type App,
   ArnFormat,
+  Aws,
   CfnOutput,
+  CfnRule,
   Duration,
+  type Environment,
+  Fn,
+  RemovalPolicy,
   Stack,
   type StackProps,
   Tags,
+  Token,
   Validations,
 } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { JOB_LIST } from '../lib/jobs/catalog.ts';
-import { type ContextKey, type LakeTsConfig, parseConfig } from './config.ts';
+import { ConfigError, type ContextKey, type LakeTsConfig, parseConfig } from './config.ts';
 import { type JobNetwork, LakeTsJob } from './job.ts';
 import { Monitoring } from './monitoring.ts';
+import { dailyShiftHours, jobSchedule } from './schedule.ts';
 
 export interface LakeTsJobsStackProps extends StackProps {
   readonly config: LakeTsConfig;
@@ -27,11 +35,13 @@ export class LakeTsJobsStack extends Stack {
   readonly jobs: readonly LakeTsJob[];
   readonly failureQueue: sqs.Queue;
   readonly schedulerDlq: sqs.Queue;
+  readonly scheduleGroup: scheduler.ScheduleGroup;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: LakeTsJobsStackProps) {
     super(scope, id, props);
     const { config } = props;
+    this.checkAlarmTopicRegion(config);
 
     // Both queues only hold failed runs for a human (or a redrive) to look at: 14 days, the SQS maximum.
     this.failureQueue = this.deadLetterQueue(
@@ -42,6 +52,23 @@ export class LakeTsJobsStack extends Stack {
       'SchedulerDlq',
       'EventBridge Scheduler dead-letter queue: scheduled runs it could not deliver to Lambda',
     );
+
+    // The stack's own group, named after the stack (unique per account and region, as group names are):
+    // the scheduler roles trust this group's ARN, so no other schedule can use them. Deleting the stack
+    // deletes its schedules with it.
+    this.scheduleGroup = new scheduler.ScheduleGroup(this, 'ScheduleGroup', {
+      scheduleGroupName: config.stackName,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    // Daily jobs move together, by whole hours, to local times that exist once every day in the zone.
+    const shift = dailyShiftHours(config.timezone, JOB_LIST, new Date().getUTCFullYear());
+    if (shift === undefined) {
+      throw new ConfigError(
+        'timezone',
+        `context "timezone": "${config.timezone}" has no hour at which the daily jobs' local times exist once every day; fix: -c timezone=UTC`,
+      );
+    }
 
     const secret = this.importSecret(config);
     const network = config.vpc && this.importNetwork(config.vpc);
@@ -54,6 +81,8 @@ export class LakeTsJobsStack extends Stack {
           secretId: secret.id,
           failureQueue: this.failureQueue,
           schedulerDlq: this.schedulerDlq,
+          scheduleGroup: this.scheduleGroup,
+          plan: jobSchedule(spec, config.timezone, shift),
           ...(network && { network }),
         }),
     );
@@ -71,10 +100,38 @@ export class LakeTsJobsStack extends Stack {
         value: job.fn.functionName,
       });
     }
+    new CfnOutput(this, 'ScheduleGroupName', { value: this.scheduleGroup.scheduleGroupName });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn });
     new CfnOutput(this, 'FailureQueueUrl', { value: this.failureQueue.queueUrl });
     new CfnOutput(this, 'SchedulerDlqUrl', { value: this.schedulerDlq.queueUrl });
     new CfnOutput(this, 'DashboardName', { value: this.monitoring.dashboard.dashboardName });
+  }
+
+  /**
+   * Alarm actions must be in the alarm's region. A stack whose region is known at synth refuses a topic
+   * elsewhere at once; an environment-agnostic stack (the default: `cdk deploy` picks the region) gets a
+   * template rule that stops the deployment before any resource is created.
+   */
+  private checkAlarmTopicRegion(config: LakeTsConfig): void {
+    if (config.alarms.kind !== 'topic') return;
+    const topicRegion = config.alarms.topicArn.split(':')[3] ?? '';
+    if (!Token.isUnresolved(this.region)) {
+      if (topicRegion !== this.region) {
+        throw new ConfigError(
+          'alarmTopicArn',
+          `context "alarmTopicArn": the topic is in ${topicRegion} but the stack deploys to ${this.region}, and alarm actions must be in the alarm's region; fix: -c alarmTopicArn=<a topic in ${this.region}>, or -c alarmEmail=<address>`,
+        );
+      }
+      return;
+    }
+    new CfnRule(this, 'AlarmTopicInStackRegion', {
+      assertions: [
+        {
+          assert: Fn.conditionEquals(Aws.REGION, topicRegion),
+          assertDescription: `alarmTopicArn is in ${topicRegion}: deploy this stack to ${topicRegion}, or pass a topic of the stack's region (alarm actions must be in the alarm's region)`,
+        },
+      ],
+    });
   }
 
   private deadLetterQueue(id: string, purpose: string): sqs.Queue {
@@ -138,12 +195,14 @@ export class LakeTsJobsStack extends Stack {
 
 /**
  * Reads the config from the app's context, adds the stack and the cdk-nag AwsSolutions checks.
- * Throws ConfigError on bad context.
+ * Throws ConfigError on bad context. `env`: the stack's account/region when known (infra/app.ts leaves it
+ * environment-agnostic, so the synth needs no credentials).
  */
-export function defineApp(app: App): LakeTsJobsStack {
+export function defineApp(app: App, env?: Environment): LakeTsJobsStack {
   const config = parseConfig((key: ContextKey) => app.node.tryGetContext(key));
   const stack = new LakeTsJobsStack(app, config.stackName, {
     config,
+    ...(env && { env }),
     description: `LakeTS maintenance jobs for Lakebase project ${config.lakebaseProject}`,
   });
   Tags.of(stack).add('app', 'lakets-jobs');

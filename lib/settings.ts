@@ -115,14 +115,13 @@ export const SETTINGS = {
   stackName: {
     kind: 'stack',
     context: ['stackName'],
-    default: 'LakeTsJobs',
-    doc: 'the CloudFormation stack, and the prefix of its function and schedule names',
+    doc: 'the CloudFormation stack, its schedule group, and the prefix of its function, schedule and alarm names; unset: `LakeTs-<project>`, plus `-<database>` when `database` is set (shortened with a hash suffix when that is not a valid stack name), so two projects never share a stack',
   },
   timezone: {
     kind: 'stack',
     context: ['timezone'],
     default: 'UTC',
-    doc: 'IANA time zone the schedules are evaluated in',
+    doc: 'IANA time zone of the daily jobs (Tiering, Retention), moved later by whole hours together when their local time does not exist once every day there; the sub-daily jobs run in UTC',
   },
   alarmEmail: {
     kind: 'stack',
