@@ -115,9 +115,9 @@ export class Monitoring extends Construct {
 
     for (const job of props.jobs) {
       const { spec, fn } = job;
-      // Errors and throttles: the state is the outcome of the latest run. A period without a run says
-      // nothing (ignore keeps the state): a job failing every run stays in ALARM (one notification), a
-      // healthy one stays OK, and the next clean run brings the OK.
+      // Errors: the state is the outcome of the latest run (Lambda publishes Errors 0 or 1 with every
+      // invocation). A period without a run says nothing (ignore keeps the state): a job failing every run
+      // stays in ALARM (one notification), a healthy one stays OK, and the next clean run brings the OK.
       const outcome = outcomePeriod(spec);
       alarm(`${spec.name}-errors`, {
         alarmName: name(`${spec.name}-errors`),
@@ -130,12 +130,15 @@ export class Monitoring extends Construct {
       });
       alarm(`${spec.name}-throttles`, {
         alarmName: name(`${spec.name}-throttles`),
-        alarmDescription: `${spec.title} was throttled (account or function concurrency exhausted); OK again after an invocation that was not. Runbook: docs/alarms.md.`,
+        alarmDescription: `${spec.title} was throttled (account or function concurrency exhausted). Runbook: docs/alarms.md.`,
         metric: fn.metricThrottles({ period: outcome, statistic: cw.Stats.SUM }),
         threshold: 1,
         comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 1,
-        treatMissingData: cw.TreatMissingData.IGNORE,
+        // Throttles is not documented as published when nothing is throttled, so no data means none: a
+        // sub-daily job throttled on every run fills every period (one ALARM); an hourly-or-rarer job
+        // notifies once per throttled run.
+        treatMissingData: cw.TreatMissingData.NOT_BREACHING,
       });
       const window = missedRunWindow(spec);
       const shape = missedRunAlarmShape(spec);

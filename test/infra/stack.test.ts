@@ -335,14 +335,14 @@ describe('alarms', () => {
     }
   });
 
-  it('cover errors and throttles of every function, keeping their state through periods without a run', () => {
-    // A run's 0 or 1 decides; a period without a run leaves the state: a job failing every run is one
-    // ALARM (not ALARM -> OK -> ALARM each period), a healthy one never leaves OK.
+  it('cover errors (keeping their state through periods without a run) and throttles of every function', () => {
+    // Errors: a run's 0 or 1 decides; a period without a run leaves the state: a job failing every run is
+    // one ALARM (not ALARM -> OK -> ALARM each period), a healthy one never leaves OK.
     for (const job of JOB_NAMES) {
       const [fnId] = functionOf(job);
-      for (const [suffix, metric] of [
-        ['errors', 'Errors'],
-        ['throttles', 'Throttles'],
+      for (const [suffix, metric, missing] of [
+        ['errors', 'Errors', 'ignore'],
+        ['throttles', 'Throttles', 'notBreaching'],
       ] as const) {
         expect(alarmNamed(`${job}-${suffix}`)).toMatchObject({
           Namespace: 'AWS/Lambda',
@@ -353,7 +353,7 @@ describe('alarms', () => {
           EvaluationPeriods: 1,
           Threshold: 1,
           ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-          TreatMissingData: 'ignore',
+          TreatMissingData: missing,
         });
       }
     }
