@@ -2,12 +2,9 @@
 import {
   type App,
   ArnFormat,
-  Aws,
   CfnOutput,
-  CfnRule,
   Duration,
   type Environment,
-  Fn,
   RemovalPolicy,
   Stack,
   type StackProps,
@@ -29,6 +26,8 @@ import { dailyShiftHours, jobSchedule } from './schedule.ts';
 
 export interface LakeTsJobsStackProps extends StackProps {
   readonly config: LakeTsConfig;
+  /** For an environment-agnostic stack: the region `cdk deploy` will deploy it to, when known. */
+  readonly deployRegion?: string;
 }
 
 export class LakeTsJobsStack extends Stack {
@@ -41,7 +40,7 @@ export class LakeTsJobsStack extends Stack {
   constructor(scope: Construct, id: string, props: LakeTsJobsStackProps) {
     super(scope, id, props);
     const { config } = props;
-    this.checkAlarmTopicRegion(config);
+    this.checkAlarmTopicRegion(config, props.deployRegion);
 
     // Both queues only hold failed runs for a human (or a redrive) to look at: 14 days, the SQS maximum.
     this.failureQueue = this.deadLetterQueue(
@@ -108,30 +107,21 @@ export class LakeTsJobsStack extends Stack {
   }
 
   /**
-   * Alarm actions must be in the alarm's region. A stack whose region is known at synth refuses a topic
-   * elsewhere at once; an environment-agnostic stack (the default: `cdk deploy` picks the region) gets a
-   * template rule that stops the deployment before any resource is created.
+   * Alarm actions must be in the alarm's region: a topic elsewhere is refused at synth when the region is
+   * known, the stack's own or, for an environment-agnostic stack, the one `cdk deploy` targets
+   * (CDK_DEFAULT_REGION, set by the CLI). A template deployed by other means to another region fails at
+   * its first alarm, which CloudWatch refuses, and rolls back.
    */
-  private checkAlarmTopicRegion(config: LakeTsConfig): void {
+  private checkAlarmTopicRegion(config: LakeTsConfig, deployRegion: string | undefined): void {
     if (config.alarms.kind !== 'topic') return;
+    const region = Token.isUnresolved(this.region) ? deployRegion : this.region;
     const topicRegion = config.alarms.topicArn.split(':')[3] ?? '';
-    if (!Token.isUnresolved(this.region)) {
-      if (topicRegion !== this.region) {
-        throw new ConfigError(
-          'alarmTopicArn',
-          `context "alarmTopicArn": the topic is in ${topicRegion} but the stack deploys to ${this.region}, and alarm actions must be in the alarm's region; fix: -c alarmTopicArn=<a topic in ${this.region}>, or -c alarmEmail=<address>`,
-        );
-      }
-      return;
+    if (region !== undefined && region !== '' && topicRegion !== region) {
+      throw new ConfigError(
+        'alarmTopicArn',
+        `context "alarmTopicArn": the topic is in ${topicRegion} but the stack deploys to ${region}, and alarm actions must be in the alarm's region; fix: -c alarmTopicArn=<a topic in ${region}>, or -c alarmEmail=<address>`,
+      );
     }
-    new CfnRule(this, 'AlarmTopicInStackRegion', {
-      assertions: [
-        {
-          assert: Fn.conditionEquals(Aws.REGION, topicRegion),
-          assertDescription: `alarmTopicArn is in ${topicRegion}: deploy this stack to ${topicRegion}, or pass a topic of the stack's region (alarm actions must be in the alarm's region)`,
-        },
-      ],
-    });
   }
 
   private deadLetterQueue(id: string, purpose: string): sqs.Queue {
@@ -196,13 +186,19 @@ export class LakeTsJobsStack extends Stack {
 /**
  * Reads the config from the app's context, adds the stack and the cdk-nag AwsSolutions checks.
  * Throws ConfigError on bad context. `env`: the stack's account/region when known (infra/app.ts leaves it
- * environment-agnostic, so the synth needs no credentials).
+ * environment-agnostic, so the synth needs no credentials); `deployRegion`: where the CLI deploys an
+ * environment-agnostic stack (CDK_DEFAULT_REGION, which `cdk deploy` sets and a bare synth may not).
  */
-export function defineApp(app: App, env?: Environment): LakeTsJobsStack {
+export function defineApp(
+  app: App,
+  env?: Environment,
+  deployRegion: string | undefined = process.env.CDK_DEFAULT_REGION,
+): LakeTsJobsStack {
   const config = parseConfig((key: ContextKey) => app.node.tryGetContext(key));
   const stack = new LakeTsJobsStack(app, config.stackName, {
     config,
     ...(env && { env }),
+    ...(deployRegion && { deployRegion }),
     description: `LakeTS maintenance jobs for Lakebase project ${config.lakebaseProject}`,
   });
   Tags.of(stack).add('app', 'lakets-jobs');
