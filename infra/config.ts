@@ -1,33 +1,42 @@
 // Deployment settings, read once from CDK context (-c key=value or cdk.json) and validated at synth time
 // by the same rules the handlers apply to the environment the stack gives them (lib/settings.ts).
 // Defaults live there, not in cdk.json, so a bare `cdk synth -c ...` with the three required keys works.
+import { createHash } from 'node:crypto';
 import {
   ConfigError,
   type ConnectionValues,
   type ContextKey,
+  type ContextRule,
   endpointProject,
   functionEnvironment,
-  isEmail,
-  isIanaTimeZone,
-  isInstanceName,
-  isLoginName,
-  isSecretArn,
-  isSecretName,
   isStackName,
-  isTopicArn,
   type JobIdentity,
-  projectId,
-  SECURITY_GROUP_ID,
   SETTINGS,
-  SUBNET_ID,
-  VPC_ID,
-  workspaceOrigin,
+  type Setting,
 } from '../lib/settings.ts';
 
 export { ConfigError, type ContextKey } from '../lib/settings.ts';
 
-export const DEFAULT_STACK_NAME = SETTINGS.stackName.default;
 export const DEFAULT_TIMEZONE = SETTINGS.timezone.default;
+
+/**
+ * The stack name when `stackName` is unset: `LakeTs-<project>`, plus `-<database>` when a database other
+ * than the default is set, so deploying a second project (or a second database of one) never replaces the
+ * first one's stack. Where that is not a valid stack name (too long, or characters a stack name cannot
+ * hold), its readable start and 8 hex characters of a hash of the whole identity.
+ */
+export function defaultStackName(project: string, database?: string): string {
+  const parts = ['LakeTs', project];
+  if (database !== undefined && database !== SETTINGS.database.default) parts.push(database);
+  const plain = parts.join('-');
+  if (isStackName(plain)) return plain;
+  const hash = createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 8);
+  const readable = plain
+    .replace(/[^A-Za-z0-9-]+/g, '-')
+    .slice(0, 40 - hash.length - 1)
+    .replace(/-+$/, '');
+  return `${readable}-${hash}`;
+}
 
 /** The service principal's `{"client_id","client_secret"}` secret: imported, never created. */
 export type SpSecretRef =
@@ -69,242 +78,156 @@ export interface LakeTsConfig {
 
 /**
  * Parses the context into a typed config. `get` returns the raw context value of a key
- * (`app.node.tryGetContext`): strings from `-c`, any JSON type from cdk.json.
+ * (`app.node.tryGetContext`): strings from `-c`, any JSON type from cdk.json. Each key is read by its
+ * setting's rule in lib/settings.ts, in the settings' order; what involves two settings (one of two
+ * keys, an endpoint of the project, a VPC with its subnets) is checked after. Every problem is reported,
+ * one line each, naming the key and the fix.
  */
 export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
   const problems: string[] = [];
   let firstKey: ContextKey | undefined;
-  const fail = (key: ContextKey, what: string, fix: string): undefined => {
+  const fail = (key: ContextKey, what: string, fix: string): void => {
     firstKey ??= key;
     problems.push(`context "${key}": ${what}; fix: ${fix}`);
-    return undefined;
   };
-  const text = (key: ContextKey): string | undefined => {
-    const raw = get(key);
-    if (raw === undefined || raw === null) return undefined;
-    if (typeof raw !== 'string')
-      return fail(key, `expected a string, got ${typeof raw}`, `-c ${key}=<value>`);
-    const value = raw.trim();
-    return value === '' ? undefined : value;
-  };
-  const list = (key: ContextKey, pattern: RegExp, example: string): string[] => {
-    const raw = get(key);
-    if (raw === undefined || raw === null || raw === '') return [];
-    const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined;
-    if (!items || items.some((i) => typeof i !== 'string')) {
-      fail(key, 'expected a comma-separated list', `-c ${key}=${example}`);
-      return [];
+  const text = new Map<ContextKey, string>();
+  const lists = new Map<ContextKey, string[]>();
+  /** Keys given with a value their rule refused: the checks across settings leave them alone. */
+  const refused = new Set<ContextKey>();
+
+  for (const setting of Object.values(SETTINGS) as Setting[]) {
+    if (setting.kind !== 'connection' && setting.kind !== 'stack') continue;
+    let given = false;
+    for (const key of setting.context as ContextKey[]) {
+      const rule = setting.rules[key] as ContextRule;
+      const raw = get(key);
+      if (raw === undefined || raw === null) continue;
+      if (rule.item) {
+        if (raw === '') continue;
+        const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined;
+        if (!items || items.some((i) => typeof i !== 'string')) {
+          refused.add(key);
+          fail(key, 'expected a comma-separated list', rule.fix);
+          continue;
+        }
+        const ids = items.map((i: string) => i.trim()).filter((i) => i !== '');
+        const bad = ids.filter((i) => !rule.item?.(i));
+        if (bad.length > 0) {
+          refused.add(key);
+          fail(key, `malformed id(s) ${bad.join(', ')}`, rule.fix);
+        }
+        if (ids.length > 0) lists.set(key, ids);
+        continue;
+      }
+      if (typeof raw !== 'string') {
+        refused.add(key);
+        fail(key, `expected a string, got ${typeof raw}`, `-c ${key}=<value>`);
+        continue;
+      }
+      const value = raw.trim();
+      if (value === '') continue;
+      given = true;
+      const checked = rule.check ? rule.check(value) : { value };
+      if ('problem' in checked) {
+        refused.add(key);
+        fail(key, checked.problem, checked.fix ?? rule.fix);
+      } else {
+        text.set(key, checked.value);
+      }
     }
-    const ids = items.map((i: string) => i.trim()).filter((i) => i !== '');
-    const bad = ids.filter((i) => !pattern.test(i));
-    if (bad.length > 0) fail(key, `malformed id(s) ${bad.join(', ')}`, `-c ${key}=${example}`);
-    return ids;
-  };
-
-  const stackName = text('stackName') ?? DEFAULT_STACK_NAME;
-  if (!isStackName(stackName)) {
-    fail(
-      'stackName',
-      `"${stackName}" is not a valid stack name (letter first, letters/digits/-, ≤ 40)`,
-      '-c stackName=LakeTsJobs',
-    );
-  }
-
-  const projectRaw = text('lakebaseProject');
-  const instanceRaw = text('lakebaseInstance');
-  let lakebaseProject: string | undefined;
-  let lakebaseInstance: string | undefined;
-  if (projectRaw !== undefined && instanceRaw !== undefined) {
-    fail(
-      'lakebaseInstance',
-      'both lakebaseProject and lakebaseInstance are set',
-      'pass only one: -c lakebaseProject=<name> (Autoscaling) or -c lakebaseInstance=<name> (Provisioned)',
-    );
-  } else if (instanceRaw !== undefined) {
-    if (isInstanceName(instanceRaw)) lakebaseInstance = instanceRaw;
-    else
-      fail(
-        'lakebaseInstance',
-        `"${instanceRaw}" is not a database instance name (1-63 letters, digits, hyphens)`,
-        '-c lakebaseInstance=<name>',
-      );
-  } else if (projectRaw === undefined) {
-    fail(
-      'lakebaseProject',
-      'missing (the Lakebase project the jobs maintain; or -c lakebaseInstance=<name> for a Provisioned instance)',
-      '-c lakebaseProject=<name>',
-    );
-  } else {
-    lakebaseProject = projectId(projectRaw);
-    if (lakebaseProject === undefined) {
-      fail(
-        'lakebaseProject',
-        `"${projectRaw}" is not a project id (1-63 lowercase letters, digits, hyphens) or projects/<id>`,
-        '-c lakebaseProject=<name>',
-      );
+    const alternative = setting.kind === 'connection' ? setting.required?.or : undefined;
+    const alternativeGiven = (() => {
+      const raw = alternative === undefined ? undefined : get(alternative as ContextKey);
+      return typeof raw === 'string' && raw.trim() !== '';
+    })();
+    if (!given && !alternativeGiven && setting.kind === 'connection' && setting.required) {
+      fail(setting.context[0] as ContextKey, setting.required.what, setting.required.fix);
     }
   }
 
-  const hostRaw = text('databricksHost');
-  let databricksHost = '';
-  if (hostRaw === undefined) {
-    fail(
-      'databricksHost',
-      'missing (the Databricks workspace URL)',
-      '-c databricksHost=https://<workspace>.cloud.databricks.com',
-    );
-  } else {
-    const url = workspaceOrigin(hostRaw, false);
-    if ('origin' in url) {
-      databricksHost = url.origin;
-    } else if (url.problem === 'has a path') {
-      fail(
-        'databricksHost',
-        `"${hostRaw}" has a path; give the workspace origin only`,
-        `-c databricksHost=${new URL(hostRaw).origin}`,
-      );
-    } else {
-      fail(
-        'databricksHost',
-        `"${hostRaw}" is not an https URL`,
-        '-c databricksHost=https://<workspace>.cloud.databricks.com',
-      );
-    }
-  }
-
-  const secretArn = text('spSecretArn');
-  const secretName = text('spSecretName');
-  let spSecret: SpSecretRef = { kind: 'name', name: '' };
+  // Across settings. Each pair of alternatives: one of the two.
+  const secretArn = text.get('spSecretArn');
+  const secretName = text.get('spSecretName');
   if (secretArn !== undefined && secretName !== undefined) {
     fail(
       'spSecretArn',
       'both spSecretArn and spSecretName are set',
       'pass only one of -c spSecretArn=<arn> or -c spSecretName=<name>',
     );
-  } else if (secretArn !== undefined) {
-    if (isSecretArn(secretArn)) spSecret = { kind: 'arn', arn: secretArn };
-    else
-      fail(
-        'spSecretArn',
-        `"${secretArn}" is not a complete Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 chars>)`,
-        'copy the ARN from the console, or use -c spSecretName=<name>',
-      );
-  } else if (secretName !== undefined) {
-    if (secretName.startsWith('arn:'))
-      fail('spSecretName', 'looks like an ARN', `-c spSecretArn=${secretName}`);
-    else if (!isSecretName(secretName))
-      fail('spSecretName', `"${secretName}" is not a valid secret name`, '-c spSecretName=<name>');
-    else spSecret = { kind: 'name', name: secretName };
-  } else {
-    fail(
-      'spSecretName',
-      "missing: the existing secret holding the service principal's client_id/client_secret",
-      '-c spSecretName=<name> or -c spSecretArn=<arn>',
-    );
   }
-
-  const lakebaseEndpoint = text('lakebaseEndpoint');
-  if (lakebaseEndpoint !== undefined) {
-    const endpointOf = endpointProject(lakebaseEndpoint);
-    if (instanceRaw !== undefined) {
-      fail(
-        'lakebaseEndpoint',
-        'pins an endpoint of an Autoscaling project, and lakebaseInstance names a Provisioned instance',
-        'drop -c lakebaseEndpoint (an instance has one read-write host)',
-      );
-    } else if (endpointOf === undefined) {
-      fail(
-        'lakebaseEndpoint',
-        `"${lakebaseEndpoint}" is malformed`,
-        '-c lakebaseEndpoint=projects/<p>/branches/<b>/endpoints/<e>',
-      );
-    } else if (lakebaseProject && endpointOf !== lakebaseProject) {
-      fail(
-        'lakebaseEndpoint',
-        `names project "${endpointOf}" but lakebaseProject is "${lakebaseProject}"`,
-        'make the two agree',
-      );
-    }
-  }
-
-  // Postgres role and database: the handlers' rule (at most 63 bytes, no control characters or line
-  // separators); anything else is quoted by the handlers.
-  const identifier = (key: 'pgRole' | 'database'): string | undefined => {
-    const value = text(key);
-    if (value !== undefined && !isLoginName(value)) {
-      return fail(
-        key,
-        'is not a Postgres identifier (at most 63 bytes, no control characters)',
-        `-c ${key}=<name>`,
-      );
-    }
-    return value;
-  };
-  const pgRole = identifier('pgRole');
-  const database = identifier('database');
-
-  const timezone = text('timezone') ?? DEFAULT_TIMEZONE;
-  if (!isIanaTimeZone(timezone)) {
-    fail(
-      'timezone',
-      `"${timezone}" is not an IANA time zone name`,
-      `-c timezone=Europe/Berlin (default ${DEFAULT_TIMEZONE})`,
-    );
-  }
-
-  const alarmEmail = text('alarmEmail');
-  const alarmTopicArn = text('alarmTopicArn');
-  let alarms: AlarmTarget = { kind: 'none' };
+  const alarmEmail = text.get('alarmEmail');
+  const alarmTopicArn = text.get('alarmTopicArn');
   if (alarmEmail !== undefined && alarmTopicArn !== undefined) {
     fail(
       'alarmEmail',
       'both alarmEmail and alarmTopicArn are set',
       'pass only one (subscribe the address to your own topic)',
     );
-  } else if (alarmEmail !== undefined) {
-    if (isEmail(alarmEmail)) alarms = { kind: 'email', email: alarmEmail };
-    else fail('alarmEmail', `"${alarmEmail}" is not an email address`, '-c alarmEmail=oncall@example.com');
-  } else if (alarmTopicArn !== undefined) {
-    if (isTopicArn(alarmTopicArn)) alarms = { kind: 'topic', topicArn: alarmTopicArn };
-    else
-      fail(
-        'alarmTopicArn',
-        `"${alarmTopicArn}" is not an SNS topic ARN`,
-        '-c alarmTopicArn=arn:aws:sns:<region>:<account>:<topic>',
-      );
   }
-
-  const vpcId = text('vpcId');
-  const subnetIds = list('subnetIds', SUBNET_ID, 'subnet-0123456789abcdef0,subnet-0fedcba9876543210');
-  const securityGroupIds = list('securityGroupIds', SECURITY_GROUP_ID, 'sg-0123456789abcdef0');
+  const lakebaseProject = text.get('lakebaseProject');
+  const lakebaseInstance = text.get('lakebaseInstance');
+  if (lakebaseInstance !== undefined && (lakebaseProject !== undefined || refused.has('lakebaseProject'))) {
+    fail(
+      'lakebaseInstance',
+      'both lakebaseProject and lakebaseInstance are set',
+      'pass only one: -c lakebaseProject=<name> (Autoscaling) or -c lakebaseInstance=<name> (Provisioned)',
+    );
+  }
+  const lakebaseEndpoint = text.get('lakebaseEndpoint');
+  const endpointOf = lakebaseEndpoint === undefined ? undefined : endpointProject(lakebaseEndpoint);
+  if (lakebaseEndpoint !== undefined && (lakebaseInstance !== undefined || refused.has('lakebaseInstance'))) {
+    fail(
+      'lakebaseEndpoint',
+      'pins an endpoint of an Autoscaling project, and lakebaseInstance names a Provisioned instance',
+      'drop -c lakebaseEndpoint (an instance has one read-write host)',
+    );
+  } else if (lakebaseProject && endpointOf !== undefined && endpointOf !== lakebaseProject) {
+    fail(
+      'lakebaseEndpoint',
+      `names project "${endpointOf}" but lakebaseProject is "${lakebaseProject}"`,
+      'make the two agree',
+    );
+  }
+  const vpcId = text.get('vpcId');
+  const subnetIds = lists.get('subnetIds') ?? [];
+  const securityGroupIds = lists.get('securityGroupIds') ?? [];
   let vpc: VpcConfig | undefined;
   if (vpcId === undefined) {
-    if (subnetIds.length > 0 || securityGroupIds.length > 0) {
+    if (!refused.has('vpcId') && (subnetIds.length > 0 || securityGroupIds.length > 0)) {
       fail('vpcId', 'subnetIds/securityGroupIds need a VPC', '-c vpcId=vpc-0123456789abcdef0');
     }
-  } else if (!VPC_ID.test(vpcId)) {
-    fail('vpcId', `"${vpcId}" is not a VPC id`, '-c vpcId=vpc-0123456789abcdef0');
   } else if (subnetIds.length === 0) {
-    fail(
-      'subnetIds',
-      'missing: a VPC needs the (private, with egress) subnets to run in',
-      '-c subnetIds=subnet-aaa,subnet-bbb',
-    );
+    if (!refused.has('subnetIds')) {
+      fail(
+        'subnetIds',
+        'missing: a VPC needs the (private, with egress) subnets to run in',
+        '-c subnetIds=subnet-aaa,subnet-bbb',
+      );
+    }
   } else {
     vpc = { vpcId, subnetIds, securityGroupIds };
   }
 
   if (firstKey !== undefined) throw new ConfigError(firstKey, problems.join(' | '), problems);
+  const pgRole = text.get('pgRole');
+  const database = text.get('database');
+  const alarms: AlarmTarget =
+    alarmEmail !== undefined
+      ? { kind: 'email', email: alarmEmail }
+      : alarmTopicArn !== undefined
+        ? { kind: 'topic', topicArn: alarmTopicArn }
+        : { kind: 'none' };
   return {
-    stackName,
+    stackName: text.get('stackName') ?? defaultStackName(lakebaseProject ?? lakebaseInstance ?? '', database),
     ...(lakebaseProject !== undefined && { lakebaseProject }),
     ...(lakebaseInstance !== undefined && { lakebaseInstance }),
-    databricksHost,
-    spSecret,
+    databricksHost: text.get('databricksHost') ?? '',
+    spSecret:
+      secretArn !== undefined ? { kind: 'arn', arn: secretArn } : { kind: 'name', name: secretName ?? '' },
     ...(lakebaseEndpoint !== undefined && { lakebaseEndpoint }),
     ...(pgRole !== undefined && { pgRole }),
     ...(database !== undefined && { database }),
-    timezone,
+    timezone: text.get('timezone') ?? DEFAULT_TIMEZONE,
     alarms,
     ...(vpc && { vpc }),
   };

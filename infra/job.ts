@@ -1,7 +1,7 @@
 // One LakeTS job: its Lambda function (role, log group, async-invoke policy) and its EventBridge schedule.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ArnFormat, Duration, Stack, TimeZone, Validations } from 'aws-cdk-lib';
+import { Duration, TimeZone, Validations } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -15,6 +15,7 @@ import { Construct } from 'constructs';
 import { type JobSpec, METRICS_NAMESPACE } from '../lib/jobs/spec.ts';
 import { FUNCTION_BUNDLING } from './bundling.ts';
 import { jobEnvironment, type LakeTsConfig } from './config.ts';
+import type { SchedulePlan } from './schedule.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -38,6 +39,10 @@ export interface LakeTsJobProps {
   readonly secretId: string;
   readonly failureQueue: sqs.IQueue;
   readonly schedulerDlq: sqs.IQueue;
+  /** The stack's own schedule group: Scheduler presents its ARN when it assumes the job's role. */
+  readonly scheduleGroup: scheduler.IScheduleGroup;
+  /** When the job runs (infra/schedule.ts): expression and time zone. */
+  readonly plan: SchedulePlan;
   readonly network?: JobNetwork;
 }
 
@@ -45,13 +50,14 @@ export class LakeTsJob extends Construct {
   readonly spec: JobSpec;
   readonly fn: NodejsFunction;
   readonly schedule: scheduler.Schedule;
+  readonly plan: SchedulePlan;
   readonly logGroup: logs.LogGroup;
 
   constructor(scope: Construct, id: string, props: LakeTsJobProps) {
     super(scope, id);
     const { spec, config, network } = props;
-    const stack = Stack.of(this);
     this.spec = spec;
+    this.plan = props.plan;
 
     this.logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH });
 
@@ -130,29 +136,31 @@ export class LakeTsJob extends Construct {
       bundling: FUNCTION_BUNDLING,
     });
 
-    this.schedule = this.addSchedule(props, stack);
+    this.schedule = this.addSchedule(props);
   }
 
-  private addSchedule(props: LakeTsJobProps, stack: Stack): scheduler.Schedule {
-    const { spec, config } = props;
-    const scheduleName = `${config.stackName}-${spec.name}`;
-    const scheduleArn = stack.formatArn({
-      service: 'scheduler',
-      resource: 'schedule',
-      resourceName: `default/${scheduleName}`,
-      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
-    });
-    // Only this schedule may assume the role, and the role may only invoke this function.
+  private addSchedule(props: LakeTsJobProps): scheduler.Schedule {
+    const { spec, config, scheduleGroup, plan } = props;
+    // Scheduler assumes the role presenting the schedule GROUP's ARN as aws:SourceArn (EventBridge Scheduler
+    // User Guide, "Confused deputy prevention": never a schedule's ARN or a name prefix, which never match).
+    // The group is this stack's own, so only its schedules may assume the role; the role may only invoke
+    // this function.
     const role = new iam.Role(this, 'SchedulerRole', {
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
-        conditions: { StringEquals: { 'aws:SourceAccount': stack.account, 'aws:SourceArn': scheduleArn } },
+        conditions: {
+          StringEquals: {
+            'aws:SourceAccount': scheduleGroup.env.account,
+            'aws:SourceArn': scheduleGroup.scheduleGroupArn,
+          },
+        },
       }),
       description: `EventBridge Scheduler: invoke LakeTS ${spec.title}`,
     });
     return new scheduler.Schedule(this, 'Schedule', {
-      scheduleName,
+      scheduleName: `${config.stackName}-${spec.name}`,
+      scheduleGroup,
       description: `LakeTS ${spec.title}: ${spec.summary}`,
-      schedule: scheduler.ScheduleExpression.expression(spec.schedule, TimeZone.of(config.timezone)),
+      schedule: scheduler.ScheduleExpression.expression(plan.expression, TimeZone.of(plan.timezone)),
       timeWindow: scheduler.TimeWindow.off(),
       // No input: the handlers treat an empty event as "the scheduled run".
       target: new InvokeThisFunction(this.fn, {

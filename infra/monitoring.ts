@@ -1,7 +1,8 @@
-// Alarms (to one SNS topic) and the CloudWatch dashboard for the four jobs.
-import { Duration } from 'aws-cdk-lib';
+// Alarms (to one SNS topic) and the CloudWatch dashboard for the four jobs. docs/alarms.md is the runbook.
+import { Aws, Duration } from 'aws-cdk-lib';
 import * as cw from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -19,10 +20,12 @@ import { FAILURE_CODE_DIMENSION, RUN_FAILED_METRIC } from '../lib/observability.
 import { type LakeTsConfig, lakebaseTarget } from './config.ts';
 import type { LakeTsJob } from './job.ts';
 
-/** Short windows for "something went wrong"; a few minutes is enough for a page, not a flap. */
-const FAST_PERIOD = Duration.minutes(5);
 /** Retention deferrals must persist this many consecutive days before anyone is paged. */
 const DEFERRAL_DAYS = 3;
+/** A failed run landing on a queue: one notification per hour with new messages, however many arrive. */
+const QUEUE_PERIOD = Duration.hours(1);
+/** EventBridge Scheduler invokes a target up to about a minute after its slot (FlexibleTimeWindow OFF). */
+const SCHEDULER_JITTER_MINUTES = 1;
 
 export interface MonitoringProps {
   readonly config: LakeTsConfig;
@@ -57,11 +60,38 @@ export function runFailedByCode(job: JobSpec, period: Duration): cw.MathExpressi
 }
 
 /**
- * A run counts as missed when the function saw no invocation for one period plus the delivery window
- * (scheduler + Lambda max event age): a run that is late but still inside its retry window is not missed.
+ * The window in which a healthy job's next invocation is certainly visible: its period, the delivery window
+ * (a run late but inside its retries is not missed), the scheduler's jitter, and its timeout, because Lambda
+ * publishes Invocations when an invocation ends, timestamped at its start.
  */
 export function missedRunWindow(job: JobSpec): Duration {
-  return Duration.minutes(job.periodMinutes + latestStartMinutes(job));
+  return Duration.minutes(
+    job.periodMinutes + latestStartMinutes(job) + SCHEDULER_JITTER_MINUTES + job.timeoutMinutes,
+  );
+}
+
+/**
+ * The missed-run alarm's shape: the window cut into periods (1 minute, or 1 hour past a day, as CloudWatch
+ * allows at most a day of 1-minute periods), plus one period for their alignment; ALARM only when every one
+ * of them had no invocation.
+ */
+export function missedRunAlarmShape(job: JobSpec): { period: Duration; evaluationPeriods: number } {
+  const minutes = missedRunWindow(job).toMinutes();
+  const periodMinutes = minutes + 1 <= 24 * 60 ? 1 : 60;
+  return {
+    period: Duration.minutes(periodMinutes),
+    evaluationPeriods: Math.ceil(minutes / periodMinutes) + 1,
+  };
+}
+
+/**
+ * The period of a job's errors and throttles alarms: its own period, at most an hour. Lambda publishes
+ * Errors and Throttles with every invocation (0 or 1), timestamped at its start; a run's datapoint lands
+ * in the period it started in, published before that period ends (delivery window + timeout fit in the
+ * job's period: test/infra/catalog.test.ts).
+ */
+export function outcomePeriod(job: JobSpec): Duration {
+  return Duration.minutes(Math.min(job.periodMinutes, 60));
 }
 
 export class Monitoring extends Construct {
@@ -85,33 +115,42 @@ export class Monitoring extends Construct {
 
     for (const job of props.jobs) {
       const { spec, fn } = job;
+      // Errors: the state is the outcome of the latest run (Lambda publishes Errors 0 or 1 with every
+      // invocation). A period without a run says nothing (ignore keeps the state): a job failing every run
+      // stays in ALARM (one notification), a healthy one stays OK, and the next clean run brings the OK.
+      const outcome = outcomePeriod(spec);
       alarm(`${spec.name}-errors`, {
         alarmName: name(`${spec.name}-errors`),
-        alarmDescription: `${spec.title} failed (error or timeout). Logs: ${job.logGroup.logGroupName}.`,
-        metric: fn.metricErrors({ period: FAST_PERIOD, statistic: cw.Stats.SUM }),
+        alarmDescription: `${spec.title} failed (error or timeout); OK again after a run without error. Logs: ${job.logGroup.logGroupName}. Runbook: docs/alarms.md.`,
+        metric: fn.metricErrors({ period: outcome, statistic: cw.Stats.SUM }),
         threshold: 1,
         comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 1,
-        treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+        treatMissingData: cw.TreatMissingData.IGNORE,
       });
       alarm(`${spec.name}-throttles`, {
         alarmName: name(`${spec.name}-throttles`),
-        alarmDescription: `${spec.title} was throttled (account or function concurrency exhausted).`,
-        metric: fn.metricThrottles({ period: FAST_PERIOD, statistic: cw.Stats.SUM }),
+        alarmDescription: `${spec.title} was throttled (account or function concurrency exhausted). Runbook: docs/alarms.md.`,
+        metric: fn.metricThrottles({ period: outcome, statistic: cw.Stats.SUM }),
         threshold: 1,
         comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 1,
+        // Throttles is not documented as published when nothing is throttled, so no data means none: a
+        // sub-daily job throttled on every run fills every period (one ALARM); an hourly-or-rarer job
+        // notifies once per throttled run.
         treatMissingData: cw.TreatMissingData.NOT_BREACHING,
       });
       const window = missedRunWindow(spec);
+      const shape = missedRunAlarmShape(spec);
       alarm(`${spec.name}-missed-run`, {
         alarmName: name(`${spec.name}-missed-run`),
-        alarmDescription: `${spec.title} did not run for ${window.toHumanString()} (schedule ${spec.schedule}, ${config.timezone}). Check the schedule, its DLQ and the throttles alarm.`,
-        metric: fn.metricInvocations({ period: window, statistic: cw.Stats.SUM }),
+        alarmDescription: `${spec.title} did not start for ${window.toHumanString()} (schedule ${job.plan.expression} in ${job.plan.timezone}). Check the schedule, the scheduler DLQ and the throttles alarm. Runbook: docs/alarms.md.`,
+        metric: fn.metricInvocations({ period: shape.period, statistic: cw.Stats.SUM }),
         threshold: 1,
         comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-        evaluationPeriods: 1,
-        // No datapoint at all is exactly the failure we look for.
+        evaluationPeriods: shape.evaluationPeriods,
+        datapointsToAlarm: shape.evaluationPeriods,
+        // No datapoint at all is exactly the failure we look for; one invocation anywhere in the window is OK.
         treatMissingData: cw.TreatMissingData.BREACHING,
       });
       if (spec.metrics.includes('ChunksRetentionDeferred')) {
@@ -123,8 +162,8 @@ export class Monitoring extends Construct {
           comparisonOperator: cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
           evaluationPeriods: DEFERRAL_DAYS,
           datapointsToAlarm: DEFERRAL_DAYS,
-          // A day without a run says nothing about deferrals; the missed-run alarm covers it.
-          treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+          // A day without a run says nothing about deferrals (the missed-run alarm covers it): keep the state.
+          treatMissingData: cw.TreatMissingData.IGNORE,
         });
       }
       if (spec.metrics.includes('SyncStateUnreadable')) {
@@ -135,19 +174,21 @@ export class Monitoring extends Construct {
           threshold: 0,
           comparisonOperator: cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
           evaluationPeriods: 1,
-          // A day without a run says nothing about access; the missed-run alarm covers it.
-          treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+          // A day without a run says nothing about access (the missed-run alarm covers it): keep the state.
+          treatMissingData: cw.TreatMissingData.IGNORE,
         });
       }
     }
 
+    // Each new failed run notifies: the alarms count messages sent to the queue in the last hour, not the
+    // messages waiting there (one message left unread would hold the alarm in ALARM and hide later ones).
     alarm('failure-queue-not-empty', {
       alarmName: name('failure-queue-not-empty'),
       alarmDescription:
-        'A job run failed after all its Lambda retries (or expired). The message on the failure queue names the function and the error.',
-      metric: props.failureQueue.metricApproximateNumberOfMessagesVisible({
-        period: FAST_PERIOD,
-        statistic: cw.Stats.MAXIMUM,
+        'A job run failed after all its Lambda retries (or expired) in the last hour. The message on the failure queue names the function and the error. Runbook: docs/alarms.md.',
+      metric: props.failureQueue.metricNumberOfMessagesSent({
+        period: QUEUE_PERIOD,
+        statistic: cw.Stats.SUM,
       }),
       threshold: 1,
       comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -157,10 +198,10 @@ export class Monitoring extends Construct {
     alarm('scheduler-dlq-not-empty', {
       alarmName: name('scheduler-dlq-not-empty'),
       alarmDescription:
-        'EventBridge Scheduler could not invoke a job within its retry policy (permissions, throttling, deleted function). The message attributes carry the error.',
-      metric: props.schedulerDlq.metricApproximateNumberOfMessagesVisible({
-        period: FAST_PERIOD,
-        statistic: cw.Stats.MAXIMUM,
+        'EventBridge Scheduler could not invoke a job within its retry policy in the last hour (permissions, throttling, deleted function). The message attributes carry the error. Runbook: docs/alarms.md.',
+      metric: props.schedulerDlq.metricNumberOfMessagesSent({
+        period: QUEUE_PERIOD,
+        statistic: cw.Stats.SUM,
       }),
       threshold: 1,
       comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -168,10 +209,33 @@ export class Monitoring extends Construct {
       treatMissingData: cw.TreatMissingData.NOT_BREACHING,
     });
 
+    if (this.topic instanceof sns.Topic) this.allowCloudWatch(this.topic);
     this.dashboard = this.buildDashboard(props);
   }
 
+  /**
+   * A topic policy replaces the topic's default one: enforceSSL's Deny alone would let no one publish.
+   * CloudWatch publishes an alarm's notification as cloudwatch.amazonaws.com with aws:SourceAccount and
+   * aws:SourceArn = the alarm's ARN: allow exactly this stack's alarms, over TLS (the Deny stays).
+   */
+  private allowCloudWatch(topic: sns.Topic): void {
+    const alarmArns = this.alarms.map((a) => a.alarmArn);
+    topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowThisStacksAlarms',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [topic.topicArn],
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+          ArnEquals: { 'aws:SourceArn': alarmArns },
+        },
+      }),
+    );
+  }
+
   private alarmTopic(config: LakeTsConfig): sns.ITopic {
+    // An existing topic is its owner's: its policy must let cloudwatch.amazonaws.com publish (docs/alarms.md).
     if (config.alarms.kind === 'topic')
       return sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarms.topicArn);
     const topic = new sns.Topic(this, 'AlarmTopic', {
@@ -184,22 +248,25 @@ export class Monitoring extends Construct {
 
   private buildDashboard(props: MonitoringProps): cw.Dashboard {
     const { config } = props;
+    // Dashboards are global per account: the region in the name keeps one stack per region apart.
     const dashboard = new cw.Dashboard(this, 'Dashboard', {
-      dashboardName: config.stackName,
+      dashboardName: `${config.stackName}-${Aws.REGION}`,
       defaultInterval: Duration.days(7),
     });
     dashboard.addWidgets(
       new cw.TextWidget({
-        markdown: `# LakeTS jobs: ${lakebaseTarget(config).kind} \`${lakebaseTarget(config).name}\`\nSchedules in ${config.timezone}. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
+        markdown: `# LakeTS jobs: ${lakebaseTarget(config).kind} \`${lakebaseTarget(config).name}\`\nDaily jobs at local time in ${config.timezone}, the others in UTC. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
         width: 24,
         height: 2,
       }),
       new cw.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 16, height: 4 }),
       new cw.GraphWidget({
-        title: 'Failed runs waiting in queues',
+        title: 'Failed runs: sent to the queues, and waiting there',
         left: [
-          props.failureQueue.metricApproximateNumberOfMessagesVisible({ label: 'failure queue (Lambda)' }),
-          props.schedulerDlq.metricApproximateNumberOfMessagesVisible({ label: 'scheduler DLQ' }),
+          props.failureQueue.metricNumberOfMessagesSent({ label: 'sent: failure queue (Lambda)' }),
+          props.schedulerDlq.metricNumberOfMessagesSent({ label: 'sent: scheduler DLQ' }),
+          props.failureQueue.metricApproximateNumberOfMessagesVisible({ label: 'waiting: failure queue' }),
+          props.schedulerDlq.metricApproximateNumberOfMessagesVisible({ label: 'waiting: scheduler DLQ' }),
         ],
         width: 8,
         height: 4,

@@ -4,34 +4,43 @@ import {
   ArnFormat,
   CfnOutput,
   Duration,
+  type Environment,
+  RemovalPolicy,
   Stack,
   type StackProps,
   Tags,
+  Token,
   Validations,
 } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { JOB_LIST } from '../lib/jobs/catalog.ts';
-import { type ContextKey, type LakeTsConfig, lakebaseTarget, parseConfig } from './config.ts';
+import { ConfigError, type ContextKey, type LakeTsConfig, lakebaseTarget, parseConfig } from './config.ts';
 import { type JobNetwork, LakeTsJob } from './job.ts';
 import { Monitoring } from './monitoring.ts';
+import { dailyShiftHours, jobSchedule } from './schedule.ts';
 
 export interface LakeTsJobsStackProps extends StackProps {
   readonly config: LakeTsConfig;
+  /** For an environment-agnostic stack: the region `cdk deploy` will deploy it to, when known. */
+  readonly deployRegion?: string;
 }
 
 export class LakeTsJobsStack extends Stack {
   readonly jobs: readonly LakeTsJob[];
   readonly failureQueue: sqs.Queue;
   readonly schedulerDlq: sqs.Queue;
+  readonly scheduleGroup: scheduler.ScheduleGroup;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: LakeTsJobsStackProps) {
     super(scope, id, props);
     const { config } = props;
+    this.checkAlarmTopicRegion(config, props.deployRegion);
 
     // Both queues only hold failed runs for a human (or a redrive) to look at: 14 days, the SQS maximum.
     this.failureQueue = this.deadLetterQueue(
@@ -42,6 +51,23 @@ export class LakeTsJobsStack extends Stack {
       'SchedulerDlq',
       'EventBridge Scheduler dead-letter queue: scheduled runs it could not deliver to Lambda',
     );
+
+    // The stack's own group, named after the stack (unique per account and region, as group names are):
+    // the scheduler roles trust this group's ARN, so no other schedule can use them. Deleting the stack
+    // deletes its schedules with it.
+    this.scheduleGroup = new scheduler.ScheduleGroup(this, 'ScheduleGroup', {
+      scheduleGroupName: config.stackName,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    // Daily jobs move together, by whole hours, to local times that exist once every day in the zone.
+    const shift = dailyShiftHours(config.timezone, JOB_LIST, new Date().getUTCFullYear());
+    if (shift === undefined) {
+      throw new ConfigError(
+        'timezone',
+        `context "timezone": "${config.timezone}" has no hour at which the daily jobs' local times exist once every day; fix: -c timezone=UTC`,
+      );
+    }
 
     const secret = this.importSecret(config);
     const network = config.vpc && this.importNetwork(config.vpc);
@@ -54,6 +80,8 @@ export class LakeTsJobsStack extends Stack {
           secretId: secret.id,
           failureQueue: this.failureQueue,
           schedulerDlq: this.schedulerDlq,
+          scheduleGroup: this.scheduleGroup,
+          plan: jobSchedule(spec, config.timezone, shift),
           ...(network && { network }),
         }),
     );
@@ -71,10 +99,29 @@ export class LakeTsJobsStack extends Stack {
         value: job.fn.functionName,
       });
     }
+    new CfnOutput(this, 'ScheduleGroupName', { value: this.scheduleGroup.scheduleGroupName });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn });
     new CfnOutput(this, 'FailureQueueUrl', { value: this.failureQueue.queueUrl });
     new CfnOutput(this, 'SchedulerDlqUrl', { value: this.schedulerDlq.queueUrl });
     new CfnOutput(this, 'DashboardName', { value: this.monitoring.dashboard.dashboardName });
+  }
+
+  /**
+   * Alarm actions must be in the alarm's region: a topic elsewhere is refused at synth when the region is
+   * known, the stack's own or, for an environment-agnostic stack, the one `cdk deploy` targets
+   * (CDK_DEFAULT_REGION, set by the CLI). A template deployed by other means to another region fails at
+   * its first alarm, which CloudWatch refuses, and rolls back.
+   */
+  private checkAlarmTopicRegion(config: LakeTsConfig, deployRegion: string | undefined): void {
+    if (config.alarms.kind !== 'topic') return;
+    const region = Token.isUnresolved(this.region) ? deployRegion : this.region;
+    const topicRegion = config.alarms.topicArn.split(':')[3] ?? '';
+    if (region !== undefined && region !== '' && topicRegion !== region) {
+      throw new ConfigError(
+        'alarmTopicArn',
+        `context "alarmTopicArn": the topic is in ${topicRegion} but the stack deploys to ${region}, and alarm actions must be in the alarm's region; fix: -c alarmTopicArn=<a topic in ${region}>, or -c alarmEmail=<address>`,
+      );
+    }
   }
 
   private deadLetterQueue(id: string, purpose: string): sqs.Queue {
@@ -138,12 +185,20 @@ export class LakeTsJobsStack extends Stack {
 
 /**
  * Reads the config from the app's context, adds the stack and the cdk-nag AwsSolutions checks.
- * Throws ConfigError on bad context.
+ * Throws ConfigError on bad context. `env`: the stack's account/region when known (infra/app.ts leaves it
+ * environment-agnostic, so the synth needs no credentials); `deployRegion`: where the CLI deploys an
+ * environment-agnostic stack (CDK_DEFAULT_REGION, which `cdk deploy` sets and a bare synth may not).
  */
-export function defineApp(app: App): LakeTsJobsStack {
+export function defineApp(
+  app: App,
+  env?: Environment,
+  deployRegion: string | undefined = process.env.CDK_DEFAULT_REGION,
+): LakeTsJobsStack {
   const config = parseConfig((key: ContextKey) => app.node.tryGetContext(key));
   const stack = new LakeTsJobsStack(app, config.stackName, {
     config,
+    ...(env && { env }),
+    ...(deployRegion && { deployRegion }),
     description: `LakeTS maintenance jobs for Lakebase ${lakebaseTarget(config).kind} ${lakebaseTarget(config).name}`,
   });
   Tags.of(stack).add('app', 'lakets-jobs');

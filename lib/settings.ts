@@ -23,6 +23,27 @@ export class ConfigError extends Error {
 }
 
 /**
+ * How the synth reads one context key: `check` turns the trimmed value into what the stack uses, or says
+ * what is wrong (with its own fix when the fix depends on the value); `fix` is the usual one. `item`
+ * makes the key a comma-separated list (or a JSON array in cdk.json) whose every entry must pass it.
+ */
+export interface ContextRule {
+  readonly check?: (
+    value: string,
+  ) => { readonly value: string } | { readonly problem: string; readonly fix?: string };
+  readonly item?: (id: string) => boolean;
+  readonly fix: string;
+}
+
+/** For a required setting: what to say when none of its context keys is given. */
+export interface Missing {
+  readonly what: string;
+  readonly fix: string;
+  /** Another setting's context key that may be given instead (exactly one of the two). */
+  readonly or?: string;
+}
+
+/**
  * - `connection`: read by the handlers from `env`; the stack sets it from the context key(s).
  * - `local`: read by the handlers, set by hand for local runs and tests; never deployed.
  * - `stack`: a context key that shapes the stack only; the functions never see it.
@@ -33,8 +54,9 @@ export type Setting =
       readonly kind: 'connection';
       readonly env: string;
       readonly context: readonly string[];
-      /** `{ or }`: this or that other setting (its variable), exactly one of the two. */
-      readonly required?: true | { readonly or: string };
+      /** The synth's rule for each context key. */
+      readonly rules: Readonly<Record<string, ContextRule>>;
+      readonly required?: Missing;
       readonly default?: string;
       readonly doc: string;
     }
@@ -42,6 +64,7 @@ export type Setting =
   | {
       readonly kind: 'stack';
       readonly context: readonly string[];
+      readonly rules: Readonly<Record<string, ContextRule>>;
       readonly default?: string;
       readonly doc: string;
     }
@@ -63,46 +86,116 @@ export const SETTINGS = {
     kind: 'connection',
     env: 'LAKETS_PROJECT',
     context: ['lakebaseProject'],
-    required: { or: 'LAKETS_LAKEBASE_INSTANCE' },
+    required: {
+      what: 'missing (the Lakebase project the jobs maintain; or -c lakebaseInstance=<name> for a Provisioned instance)',
+      fix: '-c lakebaseProject=<name>',
+      or: 'lakebaseInstance',
+    },
+    rules: {
+      lakebaseProject: {
+        check: (v) =>
+          projectOrProblem(v) ?? {
+            problem: `"${v}" is not a project id (1-63 lowercase letters, digits, hyphens) or projects/<id>`,
+          },
+        fix: '-c lakebaseProject=<name>',
+      },
+    },
     doc: 'the Lakebase Autoscaling project, `<name>` or `projects/<name>`',
   },
   instance: {
     kind: 'connection',
     env: 'LAKETS_LAKEBASE_INSTANCE',
     context: ['lakebaseInstance'],
-    required: { or: 'LAKETS_PROJECT' },
+    rules: {
+      lakebaseInstance: {
+        check: (v) =>
+          isInstanceName(v)
+            ? { value: v }
+            : { problem: `"${v}" is not a database instance name (1-63 letters, digits, hyphens)` },
+        fix: '-c lakebaseInstance=<name>',
+      },
+    },
     doc: 'instead of a project (and of `LAKETS_LAKEBASE_ENDPOINT`): the Lakebase Provisioned database instance, by name (1-63 letters, digits, hyphens); the jobs connect to its `read_write_dns` while it is `AVAILABLE`, wait a bounded time while it is starting, updating or failing over, and never start it ([Provisioned instances](provisioned.md))',
   },
   host: {
     kind: 'connection',
     env: 'DATABRICKS_HOST',
     context: ['databricksHost'],
-    required: true,
+    required: {
+      what: 'missing (the Databricks workspace URL)',
+      fix: '-c databricksHost=https://<workspace>.cloud.databricks.com',
+    },
+    rules: {
+      databricksHost: {
+        check: (v) => {
+          const url = workspaceOrigin(v, false);
+          if ('origin' in url) return { value: url.origin };
+          if (url.problem === 'has a path')
+            return {
+              problem: `"${v}" has a path; give the workspace origin only`,
+              fix: `-c databricksHost=${new URL(v).origin}`,
+            };
+          return { problem: `"${v}" is not an https URL` };
+        },
+        fix: '-c databricksHost=https://<workspace>.cloud.databricks.com',
+      },
+    },
     doc: 'workspace URL, `https://…` (https only; its certificate is always verified, see below); the synth wants the scheme written out',
   },
   secretId: {
     kind: 'connection',
     env: 'LAKETS_SP_SECRET_ID',
     context: ['spSecretName', 'spSecretArn'],
-    required: true,
+    required: {
+      what: "missing: the existing secret holding the service principal's client_id/client_secret",
+      fix: '-c spSecretName=<name> or -c spSecretArn=<arn>',
+    },
+    rules: {
+      spSecretName: {
+        check: (v) =>
+          v.startsWith('arn:')
+            ? { problem: 'looks like an ARN', fix: `-c spSecretArn=${v}` }
+            : isSecretName(v)
+              ? { value: v }
+              : { problem: `"${v}" is not a valid secret name` },
+        fix: '-c spSecretName=<name>',
+      },
+      spSecretArn: {
+        check: (v) =>
+          isSecretArn(v)
+            ? { value: v }
+            : {
+                problem: `"${v}" is not a complete Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 chars>)`,
+              },
+        fix: 'copy the ARN from the console, or use -c spSecretName=<name>',
+      },
+    },
     doc: 'Secrets Manager secret holding `{"client_id","client_secret"}` of the service principal: its name, or its complete ARN (`spSecretArn`, instead of `spSecretName`); imported, never created. Locally `DATABRICKS_CLIENT_ID` / `DATABRICKS_CLIENT_SECRET` work instead',
   },
   endpoint: {
     kind: 'connection',
     env: 'LAKETS_LAKEBASE_ENDPOINT',
     context: ['lakebaseEndpoint'],
+    rules: {
+      lakebaseEndpoint: {
+        check: (v) => (endpointProject(v) === undefined ? { problem: `"${v}" is malformed` } : { value: v }),
+        fix: '-c lakebaseEndpoint=projects/<p>/branches/<b>/endpoints/<e>',
+      },
+    },
     doc: "with a project only: pins `projects/<p>/branches/<b>/endpoints/<e>` and skips resolution; it must be a read-write endpoint (`ENDPOINT_TYPE_READ_WRITE`, checked on the one read of it), since every job writes. Unset: the project's default branch read-write endpoint",
   },
   pgRole: {
     kind: 'connection',
     env: 'LAKETS_PG_ROLE',
     context: ['pgRole'],
+    rules: { pgRole: { check: (v) => loginNameOrProblem(v), fix: '-c pgRole=<name>' } },
     doc: "the Postgres role; unset: the service principal's identity (SCIM `userName`, its application id). Another role must be a **group role the service principal is a member of** (step 4 below): the credential is then requested for it (`group_name`), and a Lakebase credential logs in as nothing else",
   },
   database: {
     kind: 'connection',
     env: 'LAKETS_DATABASE',
     context: ['database'],
+    rules: { database: { check: (v) => loginNameOrProblem(v), fix: '-c database=<name>' } },
     default: 'databricks_postgres',
     doc: 'the Postgres database',
   },
@@ -124,38 +217,84 @@ export const SETTINGS = {
   stackName: {
     kind: 'stack',
     context: ['stackName'],
-    default: 'LakeTsJobs',
-    doc: 'the CloudFormation stack, and the prefix of its function and schedule names',
+    rules: {
+      stackName: {
+        check: (v) =>
+          isStackName(v)
+            ? { value: v }
+            : { problem: `"${v}" is not a valid stack name (letter first, letters/digits/-, ≤ 40)` },
+        fix: '-c stackName=LakeTsJobs',
+      },
+    },
+    default: 'LakeTs-<project>',
+    doc: 'the CloudFormation stack, its schedule group, and the prefix of its function, schedule and alarm names; the default adds `-<database>` when `database` is set (and a hash suffix when that is not a valid stack name), so two projects never share a stack',
   },
   timezone: {
     kind: 'stack',
     context: ['timezone'],
     default: 'UTC',
-    doc: 'IANA time zone the schedules are evaluated in',
+    rules: {
+      timezone: {
+        check: (v) =>
+          isIanaTimeZone(v) ? { value: v } : { problem: `"${v}" is not an IANA time zone name` },
+        fix: '-c timezone=Europe/Berlin (default UTC)',
+      },
+    },
+    doc: 'IANA time zone of the daily jobs (Tiering, Retention), moved later by whole hours together when their local time does not exist once every day there; the sub-daily jobs run in UTC',
   },
   alarmEmail: {
     kind: 'stack',
     context: ['alarmEmail'],
+    rules: {
+      alarmEmail: {
+        check: (v) => (isEmail(v) ? { value: v } : { problem: `"${v}" is not an email address` }),
+        fix: '-c alarmEmail=oncall@example.com',
+      },
+    },
     doc: "an address subscribed to the stack's alarm topic",
   },
   alarmTopicArn: {
     kind: 'stack',
     context: ['alarmTopicArn'],
+    rules: {
+      alarmTopicArn: {
+        check: (v) => (isTopicArn(v) ? { value: v } : { problem: `"${v}" is not an SNS topic ARN` }),
+        fix: '-c alarmTopicArn=arn:aws:sns:<region>:<account>:<topic>',
+      },
+    },
     doc: 'instead of `alarmEmail`: an existing SNS topic the alarms notify',
   },
   vpcId: {
     kind: 'stack',
     context: ['vpcId'],
+    rules: {
+      vpcId: {
+        check: (v) => (VPC_ID.test(v) ? { value: v } : { problem: `"${v}" is not a VPC id` }),
+        fix: '-c vpcId=vpc-0123456789abcdef0',
+      },
+    },
     doc: 'run the functions in this VPC (with `subnetIds`)',
   },
   subnetIds: {
     kind: 'stack',
     context: ['subnetIds'],
+    rules: {
+      subnetIds: {
+        item: (id) => SUBNET_ID.test(id),
+        fix: '-c subnetIds=subnet-0123456789abcdef0,subnet-0fedcba9876543210',
+      },
+    },
     doc: 'with `vpcId`: comma-separated private subnets with egress to the workspace and Lakebase',
   },
   securityGroupIds: {
     kind: 'stack',
     context: ['securityGroupIds'],
+    rules: {
+      securityGroupIds: {
+        item: (id) => SECURITY_GROUP_ID.test(id),
+        fix: '-c securityGroupIds=sg-0123456789abcdef0',
+      },
+    },
     doc: 'with `vpcId`: comma-separated security groups; unset, the stack creates one allowing outbound 443 and 5432 only',
   },
   serviceName: {
@@ -232,6 +371,12 @@ export function projectId(raw: string): string | undefined {
   return RESOURCE_ID.test(id) ? id : undefined;
 }
 
+/** The project id that a `projects/<p>/branches/<b>/endpoints/<e>` path names, or undefined. */
+export function endpointProject(raw: string): string | undefined {
+  const m = ENDPOINT_PATH.exec(raw);
+  return m?.slice(1).every((part) => RESOURCE_ID.test(part)) ? m[1] : undefined;
+}
+
 // A Provisioned instance name: 1-63 letters, digits and hyphens (the Lakebase app asks for letters and
 // hyphens; digits are accepted too). Checking it also keeps it safe to splice into a REST path.
 const INSTANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
@@ -239,10 +384,9 @@ const INSTANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
 /** A Lakebase Provisioned database instance name. */
 export const isInstanceName = (raw: string): boolean => INSTANCE_NAME.test(raw);
 
-/** The project id that a `projects/<p>/branches/<b>/endpoints/<e>` path names, or undefined. */
-export function endpointProject(raw: string): string | undefined {
-  const m = ENDPOINT_PATH.exec(raw);
-  return m?.slice(1).every((part) => RESOURCE_ID.test(part)) ? m[1] : undefined;
+function projectOrProblem(raw: string): { value: string } | undefined {
+  const id = projectId(raw);
+  return id === undefined ? undefined : { value: id };
 }
 
 export type WorkspaceUrl =
@@ -288,6 +432,14 @@ export const isSecretArn = (raw: string): boolean => SECRET_ARN.test(raw) && isS
 
 /** A role or database name a connection logs in with (see identifierProblem). */
 export const isLoginName = (raw: string): boolean => identifierProblem(raw, true) === undefined;
+
+// The handlers' rule for a Postgres role or database: at most 63 bytes, no control characters or line
+// separators; anything else is quoted by the handlers.
+function loginNameOrProblem(raw: string): { value: string } | { problem: string } {
+  return isLoginName(raw)
+    ? { value: raw }
+    : { problem: 'is not a Postgres identifier (at most 63 bytes, no control characters)' };
+}
 
 /** A postgres:// (or postgresql://) URL with a host. */
 export function isDatabaseUrl(raw: string): boolean {
@@ -337,12 +489,23 @@ export function settingsTable(): string {
         : s.kind === 'local'
           ? '— (local runs only)'
           : '— (set by the stack)';
+    const all = Object.values(SETTINGS) as Setting[];
     const required = 'required' in s ? s.required : undefined;
+    // Exactly one of two settings (`required.or`): each of the two rows names the other.
+    const other = required
+      ? all.find((o) => 'context' in o && required.or !== undefined && o.context.includes(required.or))
+      : all.find(
+          (o) =>
+            o.kind === 'connection' &&
+            o.required?.or !== undefined &&
+            'context' in s &&
+            s.context.includes(o.required.or),
+        );
     const fallback =
-      required === true
-        ? 'required'
+      other && 'env' in other
+        ? `required, or ${code(other.env)} instead`
         : required
-          ? `required, or ${code(required.or)} instead`
+          ? 'required'
           : 'default' in s && s.default
             ? code(s.default)
             : s.kind === 'connection' || s.kind === 'stack'

@@ -1,7 +1,7 @@
 // The job catalog: schedules and delivery windows that cannot pile runs up, and alarm windows CloudWatch accepts.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { missedRunWindow } from '../../infra/monitoring.ts';
+import { missedRunAlarmShape, missedRunWindow, outcomePeriod } from '../../infra/monitoring.ts';
 import { JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
 import { jobMetrics, latestStartMinutes, METRIC_NAMES, METRIC_UNITS } from '../../lib/jobs/spec.ts';
 
@@ -42,12 +42,26 @@ describe('job catalog', () => {
     expect(JOBS['rollup-refresh'].timeoutMinutes).toBe(10);
   });
 
-  it.each(JOB_NAMES)('%s: the missed-run alarm window is one CloudWatch accepts', (name) => {
-    const seconds = missedRunWindow(JOBS[name]).toSeconds();
-    expect(seconds % 60).toBe(0);
+  it.each(JOB_NAMES)('%s: the missed-run alarm covers its window, in a shape CloudWatch accepts', (name) => {
+    const job = JOBS[name];
+    const { period, evaluationPeriods } = missedRunAlarmShape(job);
+    const seconds = period.toSeconds() * evaluationPeriods;
+    expect(period.toSeconds() % 60).toBe(0);
     // Period x evaluation periods: at most 1 day below a 1 h period, 7 days otherwise.
-    expect(seconds).toBeLessThanOrEqual(seconds < 3600 ? 86_400 : 604_800);
-    expect(seconds).toBeGreaterThan(JOBS[name].periodMinutes * 60);
+    expect(seconds).toBeLessThanOrEqual(period.toSeconds() < 3600 ? 86_400 : 604_800);
+    // A healthy run's Invocations (stamped at its start, published at its end, up to a minute of
+    // scheduler jitter) is always inside: one period of alignment slack beyond the window.
+    expect(seconds).toBeGreaterThanOrEqual(missedRunWindow(job).toSeconds() + period.toSeconds());
+    expect(missedRunWindow(job).toMinutes()).toBe(
+      job.periodMinutes + latestStartMinutes(job) + 1 + job.timeoutMinutes,
+    );
+  });
+
+  it.each(JOB_NAMES)('%s: the errors and throttles alarms read the job period, at most an hour', (name) => {
+    const job = JOBS[name];
+    // Sub-daily: a run lands in the period it started in (UTC cron on the period grid) before it ends.
+    expect(latestStartMinutes(job) + job.timeoutMinutes).toBeLessThanOrEqual(job.periodMinutes);
+    expect(outcomePeriod(job).toMinutes()).toBe(Math.min(job.periodMinutes, 60));
   });
 
   it('metrics: every job emits RunDuration and the outcomes, and only known names', () => {

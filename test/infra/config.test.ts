@@ -4,7 +4,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, type ContextKey, jobEnvironment, parseConfig } from '../../infra/config.ts';
+import {
+  ConfigError,
+  type ContextKey,
+  defaultStackName,
+  jobEnvironment,
+  parseConfig,
+} from '../../infra/config.ts';
+import { isStackName } from '../../lib/settings.ts';
 import { REQUIRED_CONTEXT } from './synth.ts';
 
 const parse = (context: Partial<Record<ContextKey, unknown>>) => parseConfig((key) => context[key]);
@@ -23,7 +30,7 @@ const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:lakets/
 describe('parseConfig: accepted', () => {
   it('needs only the project, the host and the secret; everything else has a default', () => {
     expect(parse(REQUIRED_CONTEXT)).toEqual({
-      stackName: 'LakeTsJobs',
+      stackName: 'LakeTs-demo',
       lakebaseProject: 'demo',
       databricksHost: 'https://x.cloud.databricks.com',
       spSecret: { kind: 'name', name: 'lakets/sp' },
@@ -61,6 +68,37 @@ describe('parseConfig: accepted', () => {
     });
   });
 
+  it('names the stack after the project (and a database other than the default), so two projects never share one', () => {
+    const name = (context: Partial<Record<ContextKey, unknown>>) =>
+      parse({ ...REQUIRED_CONTEXT, ...context }).stackName;
+    expect(name({ lakebaseProject: 'sales' })).toBe('LakeTs-sales');
+    expect(name({ lakebaseProject: 'projects/sales' })).toBe('LakeTs-sales');
+    expect(name({ lakebaseProject: 'sales', database: 'databricks_postgres' })).toBe('LakeTs-sales');
+    expect(name({ lakebaseProject: 'sales', database: 'metrics' })).toBe('LakeTs-sales-metrics');
+    expect(name({ lakebaseProject: 'sales', stackName: 'Mine' })).toBe('Mine');
+    // Names a stack cannot hold (an underscore, 63 characters) keep a readable start and a hash of the whole.
+    const odd = name({ lakebaseProject: 'sales', database: 'metrics_eu' });
+    const long = name({ lakebaseProject: 'p'.repeat(63) });
+    for (const n of [odd, long]) expect(isStackName(n), n).toBe(true);
+    expect(odd).toMatch(/^LakeTs-sales-metrics-eu-[0-9a-f]{8}$/);
+    expect(long).toMatch(/^LakeTs-p+-[0-9a-f]{8}$/);
+    expect(long).toHaveLength(40);
+  });
+
+  it('gives different projects and databases different default stack names', () => {
+    const names = [
+      defaultStackName('a'),
+      defaultStackName('b'),
+      defaultStackName('a', 'x'),
+      defaultStackName('a', 'x_y'),
+      defaultStackName('a', 'x-y'),
+      defaultStackName('a', 'x.y'),
+      defaultStackName('p'.repeat(63)),
+      defaultStackName(`${'p'.repeat(62)}q`),
+    ];
+    expect(new Set(names).size).toBe(names.length);
+  });
+
   it('takes a Lakebase Provisioned instance instead of a project, and gives it to the functions', () => {
     const config = parse({
       ...REQUIRED_CONTEXT,
@@ -68,7 +106,7 @@ describe('parseConfig: accepted', () => {
       lakebaseInstance: 'lakets-Prov-1',
     });
     expect(config).toEqual({
-      stackName: 'LakeTsJobs',
+      stackName: 'LakeTs-lakets-Prov-1',
       lakebaseInstance: 'lakets-Prov-1',
       databricksHost: 'https://x.cloud.databricks.com',
       spSecret: { kind: 'name', name: 'lakets/sp' },

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { missedRunWindow } from '../../infra/monitoring.ts';
+import { missedRunAlarmShape, outcomePeriod } from '../../infra/monitoring.ts';
 import { JOB_LIST, JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
 import { METRIC_NAMES, METRICS_NAMESPACE } from '../../lib/jobs/spec.ts';
 import { normaliseTemplate } from './normalise.ts';
@@ -16,6 +16,8 @@ import {
 } from './synth.ts';
 
 const TIMEZONE = 'Europe/Berlin';
+/** The default stack name of project "demo": LakeTs-<project>. */
+const STACK = 'LakeTs-demo';
 let synthesized: Synthesized;
 let template: Template;
 // biome-ignore lint/suspicious/noExplicitAny: CloudFormation resources are untyped JSON
@@ -31,7 +33,7 @@ beforeAll(() => {
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
 const functionOf = (job: string) => {
   const found = ofType('AWS::Lambda::Function').find(
-    ([, r]) => r.Properties.FunctionName === `LakeTsJobs-${job}`,
+    ([, r]) => r.Properties.FunctionName === `${STACK}-${job}`,
   );
   if (!found) throw new Error(`no function for ${job}`);
   return found;
@@ -143,22 +145,38 @@ describe('bundles', () => {
 });
 
 describe('schedules', () => {
+  // Sub-daily jobs in UTC (no wall clock, no DST); daily jobs at local times that exist once every day in
+  // Berlin: 02:00 does not exist there one day a year, so both move an hour later (test/infra/dst.test.ts).
   const expressions = {
-    'partition-manager': 'cron(0 */6 * * ? *)',
-    tiering: 'cron(0 2 * * ? *)',
-    retention: 'cron(0 3 * * ? *)',
-    'rollup-refresh': 'cron(0/15 * * * ? *)',
+    'partition-manager': ['cron(0 */6 * * ? *)', 'UTC'],
+    tiering: ['cron(0 3 * * ? *)', TIMEZONE],
+    retention: ['cron(0 4 * * ? *)', TIMEZONE],
+    'rollup-refresh': ['cron(0/15 * * * ? *)', 'UTC'],
   } as const;
 
-  it('run each job on its cron expression in the configured time zone, with retry and DLQ', () => {
+  const groupId = () => {
+    const [group, ...more] = ofType('AWS::Scheduler::ScheduleGroup');
+    expect(more).toHaveLength(0);
+    if (!group) throw new Error('no schedule group');
+    return group;
+  };
+
+  it("are in the stack's own schedule group, named after the stack", () => {
+    const [, group] = groupId();
+    expect(group.Properties.Name).toBe(STACK);
+    for (const [, schedule] of ofType('AWS::Scheduler::Schedule'))
+      expect(schedule.Properties.GroupName).toBe(STACK);
+  });
+
+  it('run each job on its expression and time zone, with retry and DLQ', () => {
     template.resourceCountIs('AWS::Scheduler::Schedule', 4);
     const [, dlqId] = queueIds();
     for (const job of JOB_NAMES) {
       const [fnId] = functionOf(job);
       template.hasResourceProperties('AWS::Scheduler::Schedule', {
-        Name: `LakeTsJobs-${job}`,
-        ScheduleExpression: expressions[job],
-        ScheduleExpressionTimezone: TIMEZONE,
+        Name: `${STACK}-${job}`,
+        ScheduleExpression: expressions[job][0],
+        ScheduleExpressionTimezone: expressions[job][1],
         FlexibleTimeWindow: { Mode: 'OFF' },
         State: 'ENABLED',
         Target: {
@@ -174,8 +192,9 @@ describe('schedules', () => {
     }
   });
 
-  it('each use a role that can invoke only their own function, assumable only by that schedule', () => {
+  it("each use a role that can invoke only their own function, assumable only by the stack's schedule group", () => {
     const [, dlqId] = queueIds();
+    const [groupLogicalId] = groupId();
     for (const [, schedule] of ofType('AWS::Scheduler::Schedule')) {
       const roleId = schedule.Properties.Target.RoleArn['Fn::GetAtt'][0] as string;
       const statements = statementsOfRole(roleId);
@@ -186,11 +205,20 @@ describe('schedules', () => {
       const role = resources[roleId];
       expect(role?.Properties.ManagedPolicyArns).toBeUndefined();
       const trust = role?.Properties.AssumeRolePolicyDocument.Statement;
-      expect(trust).toHaveLength(1);
-      expect(trust[0].Principal).toEqual({ Service: 'scheduler.amazonaws.com' });
-      expect(JSON.stringify(trust[0].Condition.StringEquals['aws:SourceArn'])).toContain(
-        `:schedule/default/${schedule.Properties.Name}`,
-      );
+      expect(trust).toEqual([
+        {
+          Action: 'sts:AssumeRole',
+          Effect: 'Allow',
+          Principal: { Service: 'scheduler.amazonaws.com' },
+          // The group's ARN, as Scheduler presents it (a schedule's ARN never matches).
+          Condition: {
+            StringEquals: {
+              'aws:SourceAccount': { Ref: 'AWS::AccountId' },
+              'aws:SourceArn': { 'Fn::GetAtt': [groupLogicalId, 'Arn'] },
+            },
+          },
+        },
+      ]);
     }
   });
 });
@@ -265,12 +293,12 @@ describe('queues', () => {
 describe('alarms', () => {
   const alarms = () => ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
   const alarmNamed = (name: string) => {
-    const found = alarms().find((a) => a.AlarmName === `LakeTsJobs-${name}`);
+    const found = alarms().find((a) => a.AlarmName === `${STACK}-${name}`);
     if (!found) throw new Error(`no alarm ${name}`);
     return found;
   };
 
-  it('notify the topic, which has the email subscription and requires TLS', () => {
+  it('notify the topic, which has the email subscription, requires TLS and lets CloudWatch publish these alarms', () => {
     template.resourceCountIs('AWS::SNS::Topic', 1);
     const [topicId] = ofType('AWS::SNS::Topic')[0] ?? [];
     template.hasResourceProperties('AWS::SNS::Subscription', {
@@ -278,13 +306,28 @@ describe('alarms', () => {
       Endpoint: 'oncall@example.com',
       TopicArn: { Ref: topicId },
     });
-    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
-      PolicyDocument: {
-        Statement: Match.arrayWith([
-          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
-        ]),
-      },
+    const [[, policy], ...more] = ofType('AWS::SNS::TopicPolicy') as [[string, Resources[string]]];
+    expect(more).toHaveLength(0);
+    const [deny, allow, ...others] = policy.Properties.PolicyDocument.Statement;
+    expect(others).toEqual([]);
+    expect(deny).toMatchObject({
+      Effect: 'Deny',
+      Action: 'sns:Publish',
+      Principal: '*',
+      Condition: { Bool: { 'aws:SecureTransport': 'false' } },
     });
+    expect(allow).toMatchObject({
+      Effect: 'Allow',
+      Action: 'sns:Publish',
+      Principal: { Service: 'cloudwatch.amazonaws.com' },
+      Resource: { Ref: topicId },
+      Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+    });
+    // Exactly this stack's alarms, by ARN (test/infra/policy.test.ts evaluates it).
+    const sources = JSON.stringify(allow.Condition.ArnEquals['aws:SourceArn']);
+    const alarmIds = ofType('AWS::CloudWatch::Alarm').map(([id]) => id);
+    for (const id of alarmIds) expect(sources).toContain(`{"Fn::GetAtt":["${id}","Arn"]}`);
+    expect(allow.Condition.ArnEquals['aws:SourceArn']).toHaveLength(alarmIds.length);
     expect(alarms()).toHaveLength(4 * 3 + 1 + 2 + 2);
     for (const a of alarms()) {
       expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
@@ -292,44 +335,54 @@ describe('alarms', () => {
     }
   });
 
-  it('cover errors and throttles of every function', () => {
+  it('cover errors (keeping their state through periods without a run) and throttles of every function', () => {
+    // Errors: a run's 0 or 1 decides; a period without a run leaves the state: a job failing every run is
+    // one ALARM (not ALARM -> OK -> ALARM each period), a healthy one never leaves OK.
     for (const job of JOB_NAMES) {
       const [fnId] = functionOf(job);
-      for (const [suffix, metric] of [
-        ['errors', 'Errors'],
-        ['throttles', 'Throttles'],
+      for (const [suffix, metric, missing] of [
+        ['errors', 'Errors', 'ignore'],
+        ['throttles', 'Throttles', 'notBreaching'],
       ] as const) {
         expect(alarmNamed(`${job}-${suffix}`)).toMatchObject({
           Namespace: 'AWS/Lambda',
           MetricName: metric,
           Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId } }],
           Statistic: 'Sum',
+          Period: outcomePeriod(JOBS[job]).toSeconds(),
+          EvaluationPeriods: 1,
           Threshold: 1,
           ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-          TreatMissingData: 'notBreaching',
+          TreatMissingData: missing,
         });
       }
     }
+    expect(alarmNamed('rollup-refresh-errors').Period).toBe(15 * 60);
+    expect(alarmNamed('tiering-errors').Period).toBe(3600);
   });
 
-  it('fire on a missed run: no invocation in a period plus the delivery window, missing data breaching', () => {
+  it('fire on a missed run: no invocation in any period of the window, missing data breaching', () => {
     for (const job of JOB_NAMES) {
       const [fnId] = functionOf(job);
-      const period = missedRunWindow(JOBS[job]).toSeconds();
+      const shape = missedRunAlarmShape(JOBS[job]);
       expect(alarmNamed(`${job}-missed-run`)).toMatchObject({
         Namespace: 'AWS/Lambda',
         MetricName: 'Invocations',
         Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId } }],
         Statistic: 'Sum',
-        Period: period,
-        EvaluationPeriods: 1,
+        Period: shape.period.toSeconds(),
+        EvaluationPeriods: shape.evaluationPeriods,
+        DatapointsToAlarm: shape.evaluationPeriods,
         Threshold: 1,
         ComparisonOperator: 'LessThanThreshold',
         TreatMissingData: 'breaching',
       });
     }
-    expect(alarmNamed('rollup-refresh-missed-run').Period).toBe(19 * 60);
-    expect(alarmNamed('tiering-missed-run').Period).toBe(28 * 3600);
+    // RollUp Refresh: 15 min period + 4 min delivery + 1 min jitter + 10 min timeout (Invocations is
+    // published at a run's end, stamped at its start), in 1-minute periods, plus one for alignment.
+    expect(alarmNamed('rollup-refresh-missed-run')).toMatchObject({ Period: 60, EvaluationPeriods: 31 });
+    // Tiering: 24 h + 4 h + 1 min + 15 min, in hours (over a day of 1-minute periods is not allowed).
+    expect(alarmNamed('tiering-missed-run')).toMatchObject({ Period: 3600, EvaluationPeriods: 30 });
   });
 
   it('fire when retention deferrals persist for three days', () => {
@@ -343,7 +396,8 @@ describe('alarms', () => {
       DatapointsToAlarm: 3,
       Threshold: 0,
       ComparisonOperator: 'GreaterThanThreshold',
-      TreatMissingData: 'notBreaching',
+      // A day without a run (its report carries 0 when nothing is deferred) keeps the state.
+      TreatMissingData: 'ignore',
     });
   });
 
@@ -358,7 +412,7 @@ describe('alarms', () => {
         EvaluationPeriods: 1,
         Threshold: 0,
         ComparisonOperator: 'GreaterThanThreshold',
-        TreatMissingData: 'notBreaching',
+        TreatMissingData: 'ignore',
       });
       expect(alarmNamed(`${job}-sync-state-unreadable`).AlarmDescription).toMatch(
         /USAGE on schema wal2delta and SELECT on wal2delta\.tables/,
@@ -366,7 +420,7 @@ describe('alarms', () => {
     }
   });
 
-  it('fire when a failed run waits on the failure queue or the scheduler DLQ', () => {
+  it('fire on each new failed run sent to the failure queue or the scheduler DLQ, not on old ones waiting there', () => {
     const [failureQueueId, dlqId] = queueIds();
     for (const [name, queueId] of [
       ['failure-queue-not-empty', failureQueueId],
@@ -374,16 +428,27 @@ describe('alarms', () => {
     ] as const) {
       expect(alarmNamed(name)).toMatchObject({
         Namespace: 'AWS/SQS',
-        MetricName: 'ApproximateNumberOfMessagesVisible',
+        MetricName: 'NumberOfMessagesSent',
         Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
+        Statistic: 'Sum',
+        Period: 3600,
+        EvaluationPeriods: 1,
         Threshold: 1,
         ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        TreatMissingData: 'notBreaching',
       });
     }
   });
 });
 
 describe('dashboard', () => {
+  it('is named after the stack and its region (dashboards are global per account)', () => {
+    const [, dashboard] = ofType('AWS::CloudWatch::Dashboard')[0] ?? [];
+    expect(dashboard?.Properties.DashboardName).toEqual({
+      'Fn::Join': ['', [`${STACK}-`, { Ref: 'AWS::Region' }]],
+    });
+  });
+
   it('shows every job and every metric the handlers emit', () => {
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const [, dashboard] = ofType('AWS::CloudWatch::Dashboard')[0] ?? [];

@@ -1,7 +1,10 @@
 // The other deployment shapes: secret by ARN, pinned endpoint and role, an existing alarm topic, a VPC.
+import { App, type Environment } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { JOB_NAMES } from '../../lib/jobs/catalog.ts';
+import { ConfigError } from '../../infra/config.ts';
+import { defineApp } from '../../infra/stack.ts';
+import { JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
 import { acknowledgements, findingsIgnoringAcknowledgements, type Synthesized, synth } from './synth.ts';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:lakets/sp-AbC123';
@@ -81,17 +84,29 @@ describe('secret by ARN, existing topic, VPC with a stack-made security group', 
       expect(st).toEqual({ Action: 'secretsmanager:GetSecretValue', Effect: 'Allow', Resource: SECRET_ARN });
   });
 
-  it('schedules in the configured time zone', () => {
-    for (const schedule of ofType(s, 'AWS::Scheduler::Schedule')) {
-      expect(schedule.ScheduleExpressionTimezone).toBe('Asia/Kolkata');
-      expect(schedule.Name).toMatch(/^LakeTsProd-/);
+  it('schedules the daily jobs in the configured time zone at their own hours (no DST there), the others in UTC', () => {
+    const schedules = ofType(s, 'AWS::Scheduler::Schedule');
+    expect(schedules).toHaveLength(4);
+    for (const schedule of schedules) {
+      const job = JOB_NAMES.find((n) => schedule.Name === `LakeTsProd-${n}`);
+      if (!job) throw new Error(`unexpected schedule ${schedule.Name}`);
+      expect(schedule.GroupName).toBe('LakeTsProd');
+      expect(schedule.ScheduleExpression).toBe(JOBS[job].schedule);
+      expect(schedule.ScheduleExpressionTimezone).toBe(
+        JOBS[job].periodMinutes === 1440 ? 'Asia/Kolkata' : 'UTC',
+      );
     }
   });
 
-  it('alarms to the existing topic and creates none', () => {
+  it("alarms to the existing topic and creates none, nor a policy that would replace its owner's", () => {
     template.resourceCountIs('AWS::SNS::Topic', 0);
     template.resourceCountIs('AWS::SNS::Subscription', 0);
+    template.resourceCountIs('AWS::SNS::TopicPolicy', 0);
     for (const alarm of ofType(s, 'AWS::CloudWatch::Alarm')) expect(alarm.AlarmActions).toEqual([TOPIC_ARN]);
+  });
+
+  it('adds no rule of its own to the template (the region is checked at synth when known)', () => {
+    expect(Object.keys(s.template.Rules ?? {})).toEqual(['CheckBootstrapVersion']);
   });
 
   it('runs the functions in the imported subnets with an egress-only security group (443, 5432)', () => {
@@ -127,6 +142,49 @@ describe('secret by ARN, existing topic, VPC with a stack-made security group', 
 
   it('is cdk-nag clean, with the ENI wildcard acknowledged on each function role', () => {
     expectNagClean(s, ['AwsSolutions-SQS3', 'AwsSolutions-SQS3', ...JOB_NAMES.map(() => VPC_ACK)]);
+  });
+});
+
+type Where = (region: string) => [Environment | undefined, string | undefined];
+describe.each<[string, Where]>([
+  ['the stack has an environment', (region) => [{ account: '123456789012', region }, undefined]],
+  ['cdk deploy targets a region (CDK_DEFAULT_REGION)', (region) => [undefined, region]],
+])('a region known at synth: %s', (_, where) => {
+  const synthIn = (region: string, context: Record<string, unknown>) => {
+    const app = new App({ context: { ...context, 'aws:cdk:bundling-stacks': [] } });
+    const stack = defineApp(app, ...where(region));
+    return app.synth().getStackByName(stack.stackName).template;
+  };
+  const CONTEXT = {
+    lakebaseProject: 'prod',
+    databricksHost: 'https://dbc-1.cloud.databricks.com',
+    spSecretName: 'lakets/sp',
+    alarmTopicArn: TOPIC_ARN,
+  };
+
+  it('refuses an alarm topic in another region, naming the key', () => {
+    let error: unknown;
+    try {
+      synthIn('us-east-1', CONTEXT);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(
+      /^context "alarmTopicArn": the topic is in eu-west-1 but the stack deploys to us-east-1.*; fix: -c alarmTopicArn=<a topic in us-east-1>/,
+    );
+    expect((error as ConfigError).variable).toBe('alarmTopicArn');
+  });
+
+  it('accepts one in its region', () => {
+    const template = synthIn('eu-west-1', CONTEXT);
+    const alarms = Object.values(
+      template.Resources as Record<string, { Type: string; Properties: { AlarmActions: unknown } }>,
+    ).filter((r) => r.Type === 'AWS::CloudWatch::Alarm');
+    expect(alarms.length).toBeGreaterThan(10);
+    for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([TOPIC_ARN]);
   });
 });
 
