@@ -13,6 +13,9 @@
 //   GET  /api/2.0/postgres/projects/{p}/branches/{b}/endpoints   paginated
 //   GET  /api/2.0/postgres/projects/{p}/branches/{b}/endpoints/{e}
 //   POST /api/2.0/postgres/credentials                   {"endpoint"} -> {"token","expire_time"}
+//   GET  /api/2.0/database/instances/{name}              a Provisioned instance: state, read_write_dns
+//   POST /api/2.0/database/credentials                   {"request_id","instance_names"} -> {"token","expiration_time"}
+// A Provisioned instance's state is the tests' to set, and can change over reads (`upcoming`).
 // It counts requests per route and can inject faults (status codes, delays) per route.
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -29,6 +32,8 @@ export type FakeRoute =
   | 'listEndpoints'
   | 'getEndpoint'
   | 'credentials'
+  | 'getInstance'
+  | 'instanceCredentials'
   | 'unknown';
 
 export type EndpointType = 'ENDPOINT_TYPE_READ_WRITE' | 'ENDPOINT_TYPE_READ_ONLY';
@@ -50,9 +55,28 @@ export interface FakeProject {
   branches: FakeBranch[];
 }
 
+/** The states a Lakebase Provisioned database instance reports. */
+export type InstanceState = 'AVAILABLE' | 'STARTING' | 'UPDATING' | 'FAILING_OVER' | 'STOPPED' | 'DELETING';
+
+/** A Lakebase Provisioned database instance (mutable: tests change its state between calls). */
+export interface FakeInstance {
+  state: InstanceState;
+  /** Its read_write_dns; omit for an instance that has none yet. */
+  host?: string;
+  /**
+   * States the next reads report before `state`, one read each: `['STARTING', 'STARTING']` with
+   * state AVAILABLE is an instance that becomes available on the third read.
+   */
+  upcoming?: InstanceState[];
+}
+
 export interface MintedCredential {
   token: string;
-  endpoint: string;
+  /** The Autoscaling endpoint it was minted for. */
+  endpoint?: string;
+  /** The Provisioned instances it was minted for (`instance_names`), and the request's id. */
+  instances?: string[];
+  requestId?: string;
   /** SCIM userName of the identity that asked (the service principal's application id). */
   identity: string;
   /** The request's group_name, if any. */
@@ -62,6 +86,11 @@ export interface MintedCredential {
    * member of it (real Postgres membership); undefined when it logs in as nothing.
    */
   role?: string;
+  /**
+   * Provisioned: every role it logs in as. The request names no group, so the token is the password
+   * of the identity's own role and of each login group role it really is a member of.
+   */
+  roles?: string[];
   expireTime: Date;
 }
 
@@ -73,6 +102,8 @@ export interface FakeDatabricksOptions {
   userName?: string;
   /** Projects by id (mutable: tests may change them between calls). */
   projects: Record<string, FakeProject>;
+  /** Provisioned database instances by name (mutable: tests may change them between calls). */
+  instances?: Record<string, FakeInstance>;
   /** Largest page the lists return, whatever page_size asks: small values force pagination. */
   pageSize?: number;
   /** Lifetime of minted Postgres credentials. Default 1 hour (Lakebase's). */
@@ -138,6 +169,7 @@ export interface FakeDatabricks {
   minted: MintedCredential[];
   accessTokens: string[];
   projects: Record<string, FakeProject>;
+  instances: Record<string, FakeInstance>;
   close(): Promise<void>;
 }
 
@@ -164,7 +196,11 @@ const ROUTES: Array<[string, RegExp, FakeRoute]> = [
     'getEndpoint',
   ],
   ['POST', /^\/api\/2\.0\/postgres\/credentials$/, 'credentials'],
+  ['GET', /^\/api\/2\.0\/database\/instances\/([^/]+)$/, 'getInstance'],
+  ['POST', /^\/api\/2\.0\/database\/credentials$/, 'instanceCredentials'],
 ];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -208,6 +244,10 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
   const calls: FakeCall[] = [];
   const minted: MintedCredential[] = [];
   const accessTokens: string[] = [];
+  const instances = options.instances ?? {};
+  // Provisioned credential requests by request_id: the id makes a request idempotent, so a repeated
+  // one answers the credential it answered before (a client reusing ids gets an old token back).
+  const byRequestId = new Map<string, MintedCredential>();
   const spId = String(Math.floor(Math.random() * 1e15));
   let accessTokenTtl = tokenTtl;
   let url = '';
@@ -253,6 +293,50 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
       endpoint_id: e.id,
     },
   });
+
+  const instanceJson = (name: string, instance: FakeInstance, state: InstanceState) => ({
+    name,
+    uid: `di-${Buffer.from(name).toString('hex').slice(0, 12)}`,
+    creator: 'admin@example.com',
+    state,
+    ...(instance.host ? { read_write_dns: instance.host } : {}),
+    pg_version: 'PG_VERSION_17',
+    capacity: 'CU_1',
+    creation_time: '2025-09-01T10:00:00Z',
+    effective_stopped: state === 'STOPPED',
+    effective_capacity: 'CU_1',
+    effective_node_count: 1,
+    effective_enable_readable_secondaries: false,
+    effective_retention_window_in_days: 7,
+  });
+
+  /** The JSON body of a POST, or the error answer already sent. */
+  async function jsonBody(
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<Record<string, unknown> | undefined> {
+    if (!isJson(req)) {
+      send(
+        res,
+        415,
+        apiError(
+          415,
+          "Content-Type 'application/json' is required for this request.",
+          'UNSUPPORTED_MEDIA_TYPE',
+        ),
+      );
+      return undefined;
+    }
+    try {
+      const body = JSON.parse(await readBody(req)) as unknown;
+      if (typeof body === 'object' && body !== null && !Array.isArray(body))
+        return body as Record<string, unknown>;
+    } catch {
+      // answered below
+    }
+    send(res, 400, apiError(400, 'Request body is not a JSON object.', 'MALFORMED_REQUEST'));
+    return undefined;
+  }
 
   function findEndpoint(
     name: string,
@@ -373,23 +457,8 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
         return send(res, 200, endpointJson(found.project, found.branch, found.endpoint));
       }
       case 'credentials': {
-        if (!isJson(req)) {
-          return send(
-            res,
-            415,
-            apiError(
-              415,
-              "Content-Type 'application/json' is required for this request.",
-              'UNSUPPORTED_MEDIA_TYPE',
-            ),
-          );
-        }
-        let body: { endpoint?: unknown; group_name?: unknown };
-        try {
-          body = JSON.parse(await readBody(req)) as typeof body;
-        } catch {
-          return send(res, 400, apiError(400, 'Request body is not JSON.', 'MALFORMED_REQUEST'));
-        }
+        const body = await jsonBody(req, res);
+        if (!body) return;
         if (typeof body.endpoint !== 'string')
           return send(res, 400, apiError(400, "Field 'endpoint' is required."));
         if (
@@ -425,6 +494,65 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
         await options.onCredential?.(credential);
         minted.push(credential);
         return send(res, 200, { token: credential.token, expire_time: credential.expireTime.toISOString() });
+      }
+      case 'getInstance': {
+        const name = decodeURIComponent(match[1] ?? '');
+        const instance = instances[name];
+        if (!instance) return send(res, 404, apiError(404, `Database instance '${name}' does not exist.`));
+        const state = instance.upcoming?.shift() ?? instance.state;
+        return send(res, 200, instanceJson(name, instance, state));
+      }
+      case 'instanceCredentials': {
+        const body = await jsonBody(req, res);
+        if (!body) return;
+        const requestId = body.request_id;
+        if (typeof requestId !== 'string' || !UUID.test(requestId)) {
+          return send(res, 400, apiError(400, "Field 'request_id' must be a UUID."));
+        }
+        const names = body.instance_names;
+        if (
+          !Array.isArray(names) ||
+          names.length === 0 ||
+          names.some((n) => typeof n !== 'string' || n === '')
+        ) {
+          return send(
+            res,
+            400,
+            apiError(400, "Field 'instance_names' must be a non-empty list of instance names."),
+          );
+        }
+        if (body.claims !== undefined && !Array.isArray(body.claims)) {
+          return send(res, 400, apiError(400, "Field 'claims' must be a list."));
+        }
+        const unknown = (names as string[]).find((n) => !instances[n]);
+        if (unknown !== undefined) {
+          return send(res, 404, apiError(404, `Database instance '${unknown}' does not exist.`));
+        }
+        const earlier = byRequestId.get(requestId);
+        const credential: MintedCredential = earlier ?? {
+          token: `fake-pg-${randomBytes(24).toString('base64url')}`,
+          instances: names as string[],
+          requestId,
+          identity: userName,
+          expireTime: new Date(Date.now() + credentialTtlMs),
+        };
+        if (!earlier) {
+          if (options.postgres) {
+            const roles = await instanceLoginRoles(options.postgres, userName);
+            if (roles.includes(userName)) credential.role = userName;
+            credential.roles = roles;
+            for (const role of roles) {
+              await setPassword(options.postgres, role, credential.token, credential.expireTime, userName);
+            }
+          }
+          await options.onCredential?.(credential);
+          byRequestId.set(requestId, credential);
+          minted.push(credential);
+        }
+        return send(res, 200, {
+          token: credential.token,
+          expiration_time: credential.expireTime.toISOString(),
+        });
       }
       default:
         return send(
@@ -513,6 +641,7 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
     minted,
     accessTokens,
     projects: options.projects,
+    instances,
     setCertificate: (next) => {
       server.setSecureContext({ cert: next.cert, key: next.key });
       server.closeAllConnections();
@@ -541,6 +670,23 @@ async function loginRole(
     [identity, group ?? identity],
   );
   return rows[0]?.ok ? (group ?? identity) : undefined;
+}
+
+/**
+ * The roles a Provisioned credential of `identity` logs in as (its request names no group): the
+ * identity's own role, and every group role it is a member of (directly or through other groups)
+ * that may log in and is not a superuser; none when the identity has no role. Only a group that can
+ * log in is a group the jobs could log in as, and a superuser's password is never the fake's to set.
+ */
+async function instanceLoginRoles(postgres: pg.ClientBase, identity: string): Promise<string[]> {
+  const { rows } = await postgres.query<{ rolname: string }>(
+    `SELECT g.rolname FROM pg_roles m JOIN pg_roles g
+         ON g.oid = m.oid OR (g.rolcanlogin AND NOT g.rolsuper AND pg_has_role(m.oid, g.oid, 'MEMBER'))
+      WHERE m.rolname = $1
+      ORDER BY g.oid = m.oid DESC, g.rolname`,
+    [identity],
+  );
+  return rows.map((r) => r.rolname);
 }
 
 /**

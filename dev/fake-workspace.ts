@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import {
   type FakeDatabricks,
+  type FakeInstance,
   type FakeProject,
   newApplicationId,
   startFakeDatabricks,
@@ -16,6 +17,8 @@ export interface FakeWorkspaceOptions {
   /** Superuser on the endpoints' database (the cluster the credentials log in to). */
   admin: pg.ClientBase;
   projects: Record<string, FakeProject>;
+  /** Lakebase Provisioned database instances by name. */
+  instances?: Record<string, FakeInstance>;
   pageSize?: number;
   /** Prefix of the generated OAuth secrets, so a leak check can tell them apart. */
   secretPrefix?: string;
@@ -47,6 +50,7 @@ export async function startFakeWorkspace(options: FakeWorkspaceOptions): Promise
     clientId: appId,
     clientSecret,
     projects: options.projects,
+    ...(options.instances === undefined ? {} : { instances: options.instances }),
     ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }),
     postgres: options.admin,
   });

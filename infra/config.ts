@@ -57,8 +57,13 @@ export interface VpcConfig {
 
 export interface LakeTsConfig {
   readonly stackName: string;
-  /** Bare project name (a `projects/` prefix in context is accepted and stripped). */
-  readonly lakebaseProject: string;
+  /**
+   * Bare project name (a `projects/` prefix in context is accepted and stripped); exactly one of it
+   * and `lakebaseInstance` is set.
+   */
+  readonly lakebaseProject?: string;
+  /** A Lakebase Provisioned database instance instead of a project. */
+  readonly lakebaseInstance?: string;
   /** https origin of the Databricks workspace, no trailing slash. */
   readonly databricksHost: string;
   readonly spSecret: SpSecretRef;
@@ -130,7 +135,12 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
         text.set(key, checked.value);
       }
     }
-    if (!given && setting.kind === 'connection' && setting.required) {
+    const alternative = setting.kind === 'connection' ? setting.required?.or : undefined;
+    const alternativeGiven = (() => {
+      const raw = alternative === undefined ? undefined : get(alternative as ContextKey);
+      return typeof raw === 'string' && raw.trim() !== '';
+    })();
+    if (!given && !alternativeGiven && setting.kind === 'connection' && setting.required) {
       fail(setting.context[0] as ContextKey, setting.required.what, setting.required.fix);
     }
   }
@@ -154,10 +164,24 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
       'pass only one (subscribe the address to your own topic)',
     );
   }
-  const lakebaseProject = text.get('lakebaseProject') ?? '';
+  const lakebaseProject = text.get('lakebaseProject');
+  const lakebaseInstance = text.get('lakebaseInstance');
+  if (lakebaseInstance !== undefined && (lakebaseProject !== undefined || refused.has('lakebaseProject'))) {
+    fail(
+      'lakebaseInstance',
+      'both lakebaseProject and lakebaseInstance are set',
+      'pass only one: -c lakebaseProject=<name> (Autoscaling) or -c lakebaseInstance=<name> (Provisioned)',
+    );
+  }
   const lakebaseEndpoint = text.get('lakebaseEndpoint');
   const endpointOf = lakebaseEndpoint === undefined ? undefined : endpointProject(lakebaseEndpoint);
-  if (lakebaseProject && endpointOf !== undefined && endpointOf !== lakebaseProject) {
+  if (lakebaseEndpoint !== undefined && (lakebaseInstance !== undefined || refused.has('lakebaseInstance'))) {
+    fail(
+      'lakebaseEndpoint',
+      'pins an endpoint of an Autoscaling project, and lakebaseInstance names a Provisioned instance',
+      'drop -c lakebaseEndpoint (an instance has one read-write host)',
+    );
+  } else if (lakebaseProject && endpointOf !== undefined && endpointOf !== lakebaseProject) {
     fail(
       'lakebaseEndpoint',
       `names project "${endpointOf}" but lakebaseProject is "${lakebaseProject}"`,
@@ -194,8 +218,9 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
         ? { kind: 'topic', topicArn: alarmTopicArn }
         : { kind: 'none' };
   return {
-    stackName: text.get('stackName') ?? defaultStackName(lakebaseProject, database),
-    lakebaseProject,
+    stackName: text.get('stackName') ?? defaultStackName(lakebaseProject ?? lakebaseInstance ?? '', database),
+    ...(lakebaseProject !== undefined && { lakebaseProject }),
+    ...(lakebaseInstance !== undefined && { lakebaseInstance }),
     databricksHost: text.get('databricksHost') ?? '',
     spSecret:
       secretArn !== undefined ? { kind: 'arn', arn: secretArn } : { kind: 'name', name: secretName ?? '' },
@@ -206,6 +231,13 @@ export function parseConfig(get: (key: ContextKey) => unknown): LakeTsConfig {
     alarms,
     ...(vpc && { vpc }),
   };
+}
+
+/** What the stack maintains, for descriptions: an Autoscaling project or a Provisioned instance. */
+export function lakebaseTarget(config: LakeTsConfig): { kind: 'project' | 'instance'; name: string } {
+  return config.lakebaseInstance !== undefined
+    ? { kind: 'instance', name: config.lakebaseInstance }
+    : { kind: 'project', name: config.lakebaseProject ?? '' };
 }
 
 /**
@@ -220,6 +252,7 @@ export function jobEnvironment(
 ): Record<string, string> {
   const values: ConnectionValues = {
     project: config.lakebaseProject,
+    instance: config.lakebaseInstance,
     host: config.databricksHost,
     secretId,
     endpoint: config.lakebaseEndpoint,

@@ -17,7 +17,7 @@ import {
   SERVICE_DIMENSION,
 } from '../lib/jobs/spec.ts';
 import { FAILURE_CODE_DIMENSION, RUN_FAILED_METRIC } from '../lib/observability.ts';
-import type { LakeTsConfig } from './config.ts';
+import { type LakeTsConfig, lakebaseTarget } from './config.ts';
 import type { LakeTsJob } from './job.ts';
 
 /** Retention deferrals must persist this many consecutive days before anyone is paged. */
@@ -255,7 +255,7 @@ export class Monitoring extends Construct {
     });
     dashboard.addWidgets(
       new cw.TextWidget({
-        markdown: `# LakeTS jobs: project \`${config.lakebaseProject}\`\nDaily jobs at local time in ${config.timezone}, the others in UTC. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
+        markdown: `# LakeTS jobs: ${lakebaseTarget(config).kind} \`${lakebaseTarget(config).name}\`\nDaily jobs at local time in ${config.timezone}, the others in UTC. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
         width: 24,
         height: 2,
       }),

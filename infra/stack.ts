@@ -19,7 +19,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { JOB_LIST } from '../lib/jobs/catalog.ts';
-import { ConfigError, type ContextKey, type LakeTsConfig, parseConfig } from './config.ts';
+import { ConfigError, type ContextKey, type LakeTsConfig, lakebaseTarget, parseConfig } from './config.ts';
 import { type JobNetwork, LakeTsJob } from './job.ts';
 import { Monitoring } from './monitoring.ts';
 import { dailyShiftHours, jobSchedule } from './schedule.ts';
@@ -199,7 +199,7 @@ export function defineApp(
     config,
     ...(env && { env }),
     ...(deployRegion && { deployRegion }),
-    description: `LakeTS maintenance jobs for Lakebase project ${config.lakebaseProject}`,
+    description: `LakeTS maintenance jobs for Lakebase ${lakebaseTarget(config).kind} ${lakebaseTarget(config).name}`,
   });
   Tags.of(stack).add('app', 'lakets-jobs');
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -6,6 +6,7 @@ import {
   ConfigError,
   endpointProject,
   isDatabaseUrl,
+  isInstanceName,
   isLoginName,
   isSecretId,
   projectId,
@@ -44,10 +45,8 @@ export interface DirectConfig {
   databaseUrl: Secret;
 }
 
-export interface DatabricksConfig {
+interface DatabricksCommon {
   kind: 'databricks';
-  /** `projects/<name>`. */
-  project: string;
   /** Workspace URL origin, e.g. `https://dbc-123.cloud.databricks.com`. */
   host: string;
   /** Secrets Manager secret id or ARN holding {"client_id", "client_secret"}. */
@@ -55,12 +54,29 @@ export interface DatabricksConfig {
   /** Set (with clientSecret) only when credentials come from DATABRICKS_CLIENT_ID/SECRET instead. */
   clientId?: string;
   clientSecret?: Secret;
-  /** Pinned `projects/<p>/branches/<b>/endpoints/<e>`: skips branch/endpoint resolution. */
-  endpoint?: string;
   /** Postgres role to log in as; default: the service principal's own user name (application id). */
   pgRole?: string;
   database: string;
 }
+
+/** A Lakebase Autoscaling project: its default branch's read-write endpoint, or a pinned one. */
+export interface AutoscalingTarget {
+  /** `projects/<name>`. */
+  project: string;
+  /** Pinned `projects/<p>/branches/<b>/endpoints/<e>`: skips branch/endpoint resolution. */
+  endpoint?: string;
+  instance?: never;
+}
+
+/** A Lakebase Provisioned database instance, by name. */
+export interface ProvisionedTarget {
+  instance: string;
+  project?: never;
+  endpoint?: never;
+}
+
+/** The Databricks path: exactly one of a project (Autoscaling) or an instance (Provisioned). */
+export type DatabricksConfig = DatabricksCommon & (AutoscalingTarget | ProvisionedTarget);
 
 export type LakebaseConfig = DirectConfig | DatabricksConfig;
 
@@ -70,6 +86,7 @@ type Env = Record<string, string | undefined>;
 
 // The variable names, from the one list of settings.
 const PROJECT = SETTINGS.project.env;
+const INSTANCE = SETTINGS.instance.env;
 const HOST = SETTINGS.host.env;
 const SECRET_ID = SETTINGS.secretId.env;
 const ENDPOINT = SETTINGS.endpoint.env;
@@ -97,6 +114,16 @@ function parseProject(raw: string): string {
     );
   }
   return `projects/${id}`;
+}
+
+function parseInstance(raw: string): string {
+  if (!isInstanceName(raw)) {
+    throw new ConfigError(
+      INSTANCE,
+      `${INSTANCE}=${show(raw)} is not a Lakebase Provisioned instance name: set it to the instance's name (1-63 letters, digits, hyphens), as the Lakebase app shows it`,
+    );
+  }
+  return raw;
 }
 
 function parseEndpoint(raw: string): string {
@@ -150,31 +177,54 @@ function parseDatabaseUrl(raw: string): Secret {
   return new Secret(raw);
 }
 
-/** Parses the connection configuration from `env` (default: process.env). Throws ConfigError. */
-export function parseConfig(env: Env = process.env): LakebaseConfig {
-  const databaseUrl = read(env, DATABASE_URL);
-  if (databaseUrl) return { kind: 'direct', databaseUrl: parseDatabaseUrl(databaseUrl) };
-
+/** What the jobs connect to: exactly one of a project (and maybe a pinned endpoint) or an instance. */
+function parseTarget(env: Env): AutoscalingTarget | ProvisionedTarget {
+  const rawInstance = read(env, INSTANCE);
   const rawEndpoint = read(env, ENDPOINT);
-  const endpoint = rawEndpoint === undefined ? undefined : parseEndpoint(rawEndpoint);
   const rawProject = read(env, PROJECT);
-  let project: string;
+  if (rawInstance !== undefined) {
+    if (rawProject !== undefined) {
+      throw new ConfigError(
+        PROJECT,
+        `${PROJECT} and ${INSTANCE} are both set: set exactly one, ${PROJECT} for a Lakebase Autoscaling project or ${INSTANCE} for a Provisioned instance`,
+      );
+    }
+    if (rawEndpoint !== undefined) {
+      throw new ConfigError(
+        ENDPOINT,
+        `${ENDPOINT} pins an endpoint of an Autoscaling project, and ${INSTANCE} names a Provisioned instance: unset ${ENDPOINT} (an instance has one read-write host)`,
+      );
+    }
+    return { instance: parseInstance(rawInstance) };
+  }
+
+  const endpoint = rawEndpoint === undefined ? undefined : parseEndpoint(rawEndpoint);
   if (rawProject !== undefined) {
-    project = parseProject(rawProject);
+    const project = parseProject(rawProject);
     if (endpoint && !endpoint.startsWith(`${project}/`)) {
       throw new ConfigError(
         ENDPOINT,
         `${ENDPOINT}=${show(endpoint)} is not in ${PROJECT}=${show(project)}: pin an endpoint of that project, or fix ${PROJECT}`,
       );
     }
-  } else if (endpoint) {
-    project = endpoint.split('/').slice(0, 2).join('/'); // a pinned endpoint names its project
-  } else {
-    throw new ConfigError(
-      PROJECT,
-      `${PROJECT} is not set: set it to the Lakebase project name (or projects/<name>), or set ${DATABASE_URL} for a direct local connection`,
-    );
+    return { project, ...(endpoint ? { endpoint } : {}) };
   }
+  if (endpoint) {
+    // A pinned endpoint names its project.
+    return { project: endpoint.split('/').slice(0, 2).join('/'), endpoint };
+  }
+  throw new ConfigError(
+    PROJECT,
+    `${PROJECT} is not set: set it to the Lakebase project name (or projects/<name>), or set ${INSTANCE} to a Lakebase Provisioned instance instead, or ${DATABASE_URL} for a direct local connection`,
+  );
+}
+
+/** Parses the connection configuration from `env` (default: process.env). Throws ConfigError. */
+export function parseConfig(env: Env = process.env): LakebaseConfig {
+  const databaseUrl = read(env, DATABASE_URL);
+  if (databaseUrl) return { kind: 'direct', databaseUrl: parseDatabaseUrl(databaseUrl) };
+
+  const target = parseTarget(env);
 
   const rawHost = read(env, HOST);
   if (!rawHost) {
@@ -217,10 +267,9 @@ export function parseConfig(env: Env = process.env): LakebaseConfig {
   const rawDatabase = read(env, DATABASE);
   return {
     kind: 'databricks',
-    project,
+    ...target,
     host,
     ...credentials,
-    ...(endpoint ? { endpoint } : {}),
     ...(rawRole ? { pgRole: parseIdentifier(PG_ROLE, rawRole, 'role') } : {}),
     database: rawDatabase ? parseIdentifier(DATABASE, rawDatabase, 'database') : DEFAULT_DATABASE,
   };

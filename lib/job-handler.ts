@@ -105,7 +105,12 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
     if (options.check) return checkConnection([job], connector, config.kind === 'databricks');
     // The run files every NOTICE/WARNING with its item (or the report): the connection's own
     // notice log line would say each one twice.
-    const db = await connector.connect({ applicationName: `lakets-${job.name}`, onNotice: () => {} });
+    // A Provisioned instance that is starting is waited for only while the invocation has time left.
+    const db = await connector.connect({
+      applicationName: `lakets-${job.name}`,
+      onNotice: () => {},
+      remainingMs: () => context.getRemainingTimeInMillis(),
+    });
     try {
       return await runJob(
         job,
@@ -176,8 +181,14 @@ export async function checkConnection(
       error,
     );
   }
+  const to = connector.lastConnection;
+  const via = to?.instance
+    ? `on Lakebase instance ${to.instance} (${to.host})`
+    : to?.endpoint
+      ? `through Lakebase endpoint ${to.endpoint} (${to.host})`
+      : undefined;
   try {
-    return await preflight(db, jobs, { tlsRequired });
+    return await preflight(db, jobs, { tlsRequired, ...(via ? { via } : {}) });
   } finally {
     await db.end().catch(() => {});
   }

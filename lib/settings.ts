@@ -39,6 +39,8 @@ export interface ContextRule {
 export interface Missing {
   readonly what: string;
   readonly fix: string;
+  /** Another setting's context key that may be given instead (exactly one of the two). */
+  readonly or?: string;
 }
 
 /**
@@ -84,7 +86,11 @@ export const SETTINGS = {
     kind: 'connection',
     env: 'LAKETS_PROJECT',
     context: ['lakebaseProject'],
-    required: { what: 'missing (the Lakebase project the jobs maintain)', fix: '-c lakebaseProject=<name>' },
+    required: {
+      what: 'missing (the Lakebase project the jobs maintain; or -c lakebaseInstance=<name> for a Provisioned instance)',
+      fix: '-c lakebaseProject=<name>',
+      or: 'lakebaseInstance',
+    },
     rules: {
       lakebaseProject: {
         check: (v) =>
@@ -94,7 +100,22 @@ export const SETTINGS = {
         fix: '-c lakebaseProject=<name>',
       },
     },
-    doc: 'the Lakebase project, `<name>` or `projects/<name>`',
+    doc: 'the Lakebase Autoscaling project, `<name>` or `projects/<name>`',
+  },
+  instance: {
+    kind: 'connection',
+    env: 'LAKETS_LAKEBASE_INSTANCE',
+    context: ['lakebaseInstance'],
+    rules: {
+      lakebaseInstance: {
+        check: (v) =>
+          isInstanceName(v)
+            ? { value: v }
+            : { problem: `"${v}" is not a database instance name (1-63 letters, digits, hyphens)` },
+        fix: '-c lakebaseInstance=<name>',
+      },
+    },
+    doc: 'instead of a project (and of `LAKETS_LAKEBASE_ENDPOINT`): the Lakebase Provisioned database instance, by name (1-63 letters, digits, hyphens); the jobs connect to its `read_write_dns` while it is `AVAILABLE`, wait a bounded time while it is starting, updating or failing over, and never start it ([Provisioned instances](provisioned.md))',
   },
   host: {
     kind: 'connection',
@@ -161,7 +182,7 @@ export const SETTINGS = {
         fix: '-c lakebaseEndpoint=projects/<p>/branches/<b>/endpoints/<e>',
       },
     },
-    doc: "pins `projects/<p>/branches/<b>/endpoints/<e>` and skips resolution; it must be a read-write endpoint (`ENDPOINT_TYPE_READ_WRITE`, checked on the one read of it), since every job writes. Unset: the project's default branch read-write endpoint",
+    doc: "with a project only: pins `projects/<p>/branches/<b>/endpoints/<e>` and skips resolution; it must be a read-write endpoint (`ENDPOINT_TYPE_READ_WRITE`, checked on the one read of it), since every job writes. Unset: the project's default branch read-write endpoint",
   },
   pgRole: {
     kind: 'connection',
@@ -356,6 +377,13 @@ export function endpointProject(raw: string): string | undefined {
   return m?.slice(1).every((part) => RESOURCE_ID.test(part)) ? m[1] : undefined;
 }
 
+// A Provisioned instance name: 1-63 letters, digits and hyphens (the Lakebase app asks for letters and
+// hyphens; digits are accepted too). Checking it also keeps it safe to splice into a REST path.
+const INSTANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
+
+/** A Lakebase Provisioned database instance name. */
+export const isInstanceName = (raw: string): boolean => INSTANCE_NAME.test(raw);
+
 function projectOrProblem(raw: string): { value: string } | undefined {
   const id = projectId(raw);
   return id === undefined ? undefined : { value: id };
@@ -461,14 +489,28 @@ export function settingsTable(): string {
         : s.kind === 'local'
           ? '— (local runs only)'
           : '— (set by the stack)';
+    const all = Object.values(SETTINGS) as Setting[];
+    const required = 'required' in s ? s.required : undefined;
+    // Exactly one of two settings (`required.or`): each of the two rows names the other.
+    const other = required
+      ? all.find((o) => 'context' in o && required.or !== undefined && o.context.includes(required.or))
+      : all.find(
+          (o) =>
+            o.kind === 'connection' &&
+            o.required?.or !== undefined &&
+            'context' in s &&
+            s.context.includes(o.required.or),
+        );
     const fallback =
-      'required' in s && s.required
-        ? 'required'
-        : 'default' in s && s.default
-          ? code(s.default)
-          : s.kind === 'connection' || s.kind === 'stack'
-            ? 'unset'
-            : '';
+      other && 'env' in other
+        ? `required, or ${code(other.env)} instead`
+        : required
+          ? 'required'
+          : 'default' in s && s.default
+            ? code(s.default)
+            : s.kind === 'connection' || s.kind === 'stack'
+              ? 'unset'
+              : '';
     return `| ${env} | ${context} | ${fallback} | ${s.doc} |`;
   });
   return [

@@ -1,5 +1,5 @@
 // `npm run check [-- <job>] [--json]`: the preflight check, run no job. Connects exactly as the jobs
-// do (the same configuration: LAKETS_DATABASE_URL, or the Databricks path with LAKETS_PROJECT,
+// do (the same configuration: LAKETS_DATABASE_URL, or the Databricks path with LAKETS_PROJECT or LAKETS_LAKEBASE_INSTANCE,
 // DATABRICKS_HOST and the service principal's secret) and reports, item by item, what passes and
 // how to fix what fails. Exit code 1 when anything failed.
 import { parseArgs } from 'node:util';

@@ -1,6 +1,6 @@
 // `npm run invoke -- <job> ['<json payload>']`: runs the real Lambda handler in-process with an
 // EventBridge Scheduler-shaped event (or the given manual payload) and prints the report as JSON on
-// stdout. LAKETS_DATABASE_URL connects directly; otherwise the Databricks path (LAKETS_PROJECT,
+// stdout. LAKETS_DATABASE_URL connects directly; otherwise the Databricks path (LAKETS_PROJECT or LAKETS_LAKEBASE_INSTANCE,
 // DATABRICKS_HOST, LAKETS_SP_SECRET_ID or DATABRICKS_CLIENT_ID/SECRET) is used.
 import { JOB_NAMES, type JobName, jobNamed } from '../lib/jobs/catalog.ts';
 

@@ -35,6 +35,8 @@ export interface CheckReport {
 export interface CheckOptions {
   /** The Databricks path must be TLS; a direct URL (local runs) may not be. */
   tlsRequired: boolean;
+  /** Where the connection went, for the login line (e.g. `on Lakebase instance x (host)`). */
+  via?: string;
 }
 
 export async function preflight(
@@ -47,7 +49,7 @@ export async function preflight(
   ctx.add(
     'login',
     'pass',
-    `logged in as role ${quoteIdentifier(ctx.role)} to database ${quoteIdentifier(ctx.database)}`,
+    `logged in as role ${quoteIdentifier(ctx.role)} to database ${quoteIdentifier(ctx.database)}${options.via ? ` ${options.via}` : ''}`,
   );
   const steps: PreflightStep<CheckContext>[] = [
     ...BUILT_IN_STEPS,
@@ -133,7 +135,10 @@ export function loginFailed(jobs: readonly JobName[], error: unknown): CheckRepo
       check: 'login',
       status: 'fail',
       detail: `${typeof code === 'string' && !/^[0-9A-Z]{5}$/.test(code) ? `${code}: ` : ''}${errorLine(error)}`,
-      fix: 'see the error: its code names the setup step (docs/operations.md "Service principal, secret and Postgres role")',
+      fix:
+        typeof code === 'string' && code.startsWith('INSTANCE_')
+          ? 'see the error: docs/provisioned.md says what each INSTANCE_ code means and what to do'
+          : 'see the error: its code names the setup step (docs/operations.md "Service principal, secret and Postgres role")',
     },
   ]);
 }

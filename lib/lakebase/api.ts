@@ -10,10 +10,26 @@ import type { CredentialSource } from './secret.ts';
 import { type TlsFailure, tlsFailureCode, untrustedMessage } from './tls.ts';
 import { evictWorkspaceClient, type WorkspaceClient, workspaceClient } from './workspace.ts';
 
-export type DatabricksOp = 'listBranches' | 'listEndpoints' | 'getEndpoint' | 'generateCredential' | 'me';
+export type DatabricksOp =
+  | 'listBranches'
+  | 'listEndpoints'
+  | 'getEndpoint'
+  | 'generateCredential'
+  | 'getInstance'
+  | 'generateInstanceCredential'
+  | 'me';
 
-/** What a call is about, so that errors can name it. */
-export interface CallTarget {
+/** What a call is about, so that errors can name it: an Autoscaling project, or a Provisioned instance. */
+export type CallTarget = ProjectTarget | InstanceTarget;
+
+export interface InstanceTarget {
+  /** A Lakebase Provisioned database instance (LAKETS_LAKEBASE_INSTANCE). */
+  instance: string;
+  project?: never;
+}
+
+export interface ProjectTarget {
+  instance?: never;
   project: string;
   branch?: string;
   endpoint?: string;
@@ -120,6 +136,8 @@ const OP_LABEL: Record<DatabricksOp, string> = {
   listEndpoints: 'listing endpoints',
   getEndpoint: 'reading endpoint',
   generateCredential: 'generating a Postgres credential',
+  getInstance: 'reading database instance',
+  generateInstanceCredential: 'generating a Postgres credential',
   me: 'reading the current identity (SCIM Me)',
 };
 
@@ -128,13 +146,17 @@ const OP_VERB: Record<DatabricksOp, string> = {
   listEndpoints: 'list the endpoints of',
   getEndpoint: 'read endpoint',
   generateCredential: 'generate a Postgres credential for',
+  getInstance: 'read database instance',
+  generateInstanceCredential: 'generate a Postgres credential for database instance',
   me: 'read its own identity (SCIM Me)',
 };
 
 function subjectOf(op: DatabricksOp, target: CallTarget): string {
+  if (op === 'me') return '';
+  if (target.instance !== undefined) return target.instance;
   if (op === 'listBranches') return target.project;
   if (op === 'listEndpoints') return target.branch ?? target.project;
-  return op === 'me' ? '' : (target.endpoint ?? '');
+  return target.endpoint ?? '';
 }
 
 /** "listing branches of projects/p" */
@@ -362,9 +384,11 @@ export class DatabricksSession {
       const fix =
         op === 'me'
           ? 'set LAKETS_PG_ROLE to the Postgres role so the identity lookup is not needed'
-          : op === 'generateCredential' && target.group !== undefined
-            ? groupMembershipFix(target.group, target.endpoint, this.#clientId)
-            : `grant it CAN USE (or CAN MANAGE) on the Lakebase project ${target.project} (project Permissions in the Lakebase app)`;
+          : target.instance !== undefined
+            ? `grant it CAN USE (or CAN MANAGE) on the Lakebase database instance ${target.instance} (the instance's Permissions in the Lakebase app)`
+            : op === 'generateCredential' && target.group !== undefined
+              ? groupMembershipFix(target.group, target.endpoint, this.#clientId)
+              : `grant it CAN USE (or CAN MANAGE) on the Lakebase project ${target.project} (project Permissions in the Lakebase app)`;
       return new LakebaseError(
         'DATABRICKS_PERMISSION_DENIED',
         `${who} may not ${action(op, target)} (${upstream}): ${fix}`,
@@ -401,6 +425,13 @@ function notFound(
   target: CallTarget,
   upstream: string,
 ): { code: LakebaseErrorCode; message: string } {
+  if (target.instance !== undefined) {
+    // Read just before, or named in the credential request: either way it is gone (or never was).
+    return {
+      code: 'INSTANCE_NOT_FOUND',
+      message: `Lakebase database instance ${target.instance} was not found (${upstream}): check LAKETS_LAKEBASE_INSTANCE (the instance name, as the Lakebase app shows it) and that DATABRICKS_HOST is the workspace of the instance`,
+    };
+  }
   switch (op) {
     case 'listBranches':
       return {

@@ -6,9 +6,10 @@ import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type pg from 'pg';
 import type { LakebaseConfig } from '../config.ts';
 import { type DatabricksOp, DatabricksSession } from './api.ts';
-import { CredentialCache, IdentityCache } from './credentials.ts';
+import { CredentialCache, endpointMinter, IdentityCache, instanceMinter } from './credentials.ts';
 import { EndpointResolver, type ResolvedEndpoint } from './endpoint.ts';
 import { LakebaseError } from './errors.ts';
+import { DEFAULT_INSTANCE_WAIT, InstanceResolver, type InstanceWait } from './instance.ts';
 import { type Log, silentLog } from './log.ts';
 import {
   CONNECT_TIMEOUT_MS,
@@ -37,8 +38,10 @@ export interface ConnectorDeps {
   /** Extra PEM CA for Postgres TLS, trusted besides the system roots (tests). */
   extraCa?: string;
   retry?: RetryPolicy;
-  /** How long a resolved endpoint is trusted. Default 25 hours. */
+  /** How long a resolved endpoint (or instance host) is trusted. Default 25 hours. */
   endpointTtlMs?: number;
+  /** How long a connection waits for a Provisioned instance that is starting, updating or failing over. */
+  instanceWait?: InstanceWait;
   connectTimeoutMs?: number;
   /** Timeout of each Databricks API call attempt (socket inactivity, and the attempt as a whole). Default 30 s. */
   httpTimeoutSeconds?: number;
@@ -66,13 +69,24 @@ export interface ConnectionInfo {
   user: string;
   database: string;
   host: string;
+  /** The Autoscaling endpoint it went through. */
   endpoint?: string;
+  /** The Provisioned instance it went to. */
+  instance?: string;
+}
+
+export interface ConnectOptions extends SessionOptions {
+  /**
+   * The invocation's time left (a Lambda context's getRemainingTimeInMillis): bounds how long a
+   * connection waits for a Provisioned instance in a transient state.
+   */
+  remainingMs?: () => number;
 }
 
 export interface Connector {
   readonly config: LakebaseConfig;
   /** Opens a new physical connection (caller ends it). Throws LakebaseError. */
-  connect(options: SessionOptions): Promise<pg.Client>;
+  connect(options: ConnectOptions): Promise<pg.Client>;
   /** Where the last connection went (no secrets). */
   readonly lastConnection: ConnectionInfo | undefined;
   /** A snapshot of the counters. */
@@ -91,7 +105,15 @@ function emptyStats(): ConnectorStats {
     credentialsReused: 0,
     authRetries: 0,
     transientRetries: 0,
-    databricksCalls: { listBranches: 0, listEndpoints: 0, getEndpoint: 0, generateCredential: 0, me: 0 },
+    databricksCalls: {
+      listBranches: 0,
+      listEndpoints: 0,
+      getEndpoint: 0,
+      generateCredential: 0,
+      getInstance: 0,
+      generateInstanceCredential: 0,
+      me: 0,
+    },
   };
 }
 
@@ -185,22 +207,38 @@ function databricksConnector(
       stats.workspaceClients += 1;
     },
   });
-  const resolver = new EndpointResolver(session, {
-    project: config.project,
-    ...(config.endpoint ? { pinned: config.endpoint } : {}),
-    // Counted from the last connection that worked through it, and longer than the longest schedule
-    // period (a day): warm invocations one period apart make no resolution calls. An unreachable
-    // endpoint is forgotten at once (below), so a moved one costs one failed run.
-    ttlMs: deps.endpointTtlMs ?? 25 * 60 * 60_000,
-    now,
-    log,
-    onResolve: () => {
-      stats.resolutions += 1;
-    },
-  });
-  const tokens = new CredentialCache(session, {
-    project: config.project,
-    ...(config.pgRole === undefined ? {} : { role: config.pgRole }),
+  // Counted from the last connection that worked through it, and longer than the longest schedule
+  // period (a day): warm invocations one period apart make no resolution calls. An unreachable host
+  // is forgotten at once (below), so a moved one costs one failed run.
+  const ttlMs = deps.endpointTtlMs ?? 25 * 60 * 60_000;
+  const onResolve = () => {
+    stats.resolutions += 1;
+  };
+  const resolver: HostResolver =
+    config.instance !== undefined
+      ? new InstanceResolver(session, {
+          instance: config.instance,
+          ttlMs,
+          wait: deps.instanceWait ?? DEFAULT_INSTANCE_WAIT,
+          now,
+          sleep: deps.sleep ?? sleep,
+          ...(deps.random ? { random: deps.random } : {}),
+          log,
+          onResolve,
+        })
+      : new EndpointResolver(session, {
+          project: config.project,
+          ...(config.endpoint ? { pinned: config.endpoint } : {}),
+          ttlMs,
+          now,
+          log,
+          onResolve,
+        });
+  const tokens = new CredentialCache({
+    mint:
+      config.instance !== undefined
+        ? instanceMinter(session)
+        : endpointMinter(session, config.project, config.pgRole),
     now,
     log,
     onMint: () => {
@@ -210,11 +248,17 @@ function databricksConnector(
       stats.credentialsReused += 1;
     },
   });
-  const identity = new IdentityCache(session, config.project);
+  const identity = new IdentityCache(
+    session,
+    config.instance !== undefined ? { instance: config.instance } : { project: config.project },
+  );
+  // Where a connection goes, for the log and lastConnection.
+  const where = (resolved: ResolvedEndpoint) =>
+    config.instance !== undefined ? { instance: resolved.name } : { endpoint: resolved.name };
   const port = deps.port ?? 5432;
   const connectTimeoutMs = deps.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
 
-  function attempt(endpoint: ResolvedEndpoint, user: string, token: string, options: SessionOptions) {
+  function attempt(endpoint: ResolvedEndpoint, user: string, token: string, options: ConnectOptions) {
     const pgConfig = lakebaseClientConfig(
       {
         host: endpoint.host,
@@ -236,7 +280,7 @@ function databricksConnector(
       return lastConnection;
     },
     async connect(options) {
-      const endpoint = await resolver.resolve();
+      const endpoint = await resolver.resolve(options.remainingMs);
       const user = config.pgRole ?? (await identity.userName());
       let { credential, reused } = await tokens.get(endpoint.name, endpoint.pinned);
       let client: pg.Client;
@@ -246,7 +290,7 @@ function databricksConnector(
         if (!(error instanceof LakebaseError)) throw error;
         if (error.code === 'PG_AUTH_FAILED' && reused) {
           // A reused credential can have been revoked early: mint a new one and try once more.
-          log.warn('Postgres refused a reused credential; minting a new one', { endpoint: endpoint.name });
+          log.warn('Postgres refused a reused credential; minting a new one', where(endpoint));
           tokens.drop(endpoint.name);
           ({ credential, reused } = await tokens.get(endpoint.name, endpoint.pinned));
           client = await attempt(endpoint, user, credential.token, options);
@@ -264,10 +308,10 @@ function databricksConnector(
         user,
         database: config.database,
         host: endpoint.host,
-        endpoint: endpoint.name,
+        ...where(endpoint),
       };
       log.debug('connected to Lakebase', {
-        endpoint: endpoint.name,
+        ...where(endpoint),
         host: endpoint.host,
         user,
         database: config.database,
@@ -282,6 +326,14 @@ function databricksConnector(
       tokens.clear();
     },
   };
+}
+
+/** Finds the Postgres host: an Autoscaling endpoint, or a Provisioned instance's read-write host. */
+interface HostResolver {
+  resolve(remainingMs?: () => number): Promise<ResolvedEndpoint>;
+  /** A connection through it worked: trust it for another TTL. */
+  confirm(resolved: ResolvedEndpoint): void;
+  invalidate(): void;
 }
 
 // One connector per (deps, config) for the life of the container. Deps are compared by identity so

@@ -1,23 +1,34 @@
-// The Postgres password of a Lakebase session: a short-lived OAuth credential minted per endpoint.
-// Lakebase checks it only at login, so one may be reused for a new connection while it still has a
-// comfortable margin (5 minutes) left; a credential the server rejects is dropped.
-import type { DatabricksSession } from './api.ts';
+// The Postgres password of a Lakebase session: a short-lived OAuth credential minted per endpoint
+// (Autoscaling) or per instance (Provisioned). Lakebase checks it only at login, so one may be reused
+// for a new connection while it still has a comfortable margin (5 minutes) left; a credential the
+// server rejects is dropped.
+import { randomUUID } from 'node:crypto';
+import type { CallTarget, DatabricksSession } from './api.ts';
 import { LakebaseError, registerSecret } from './errors.ts';
 import type { Log } from './log.ts';
 
 export const MIN_CREDENTIAL_REMAINING_MS = 5 * 60_000;
 
 export interface DatabaseCredential {
-  endpoint: string;
+  /** The endpoint path or the instance name it was minted for. */
+  target: string;
   token: string;
-  /** Epoch ms; NaN-safe: an unparseable expire_time counts as already expiring (never reused). */
+  /** Epoch ms; NaN-safe: an unparseable expiry counts as already expiring (never reused). */
   expiresAt: number;
 }
 
+/** One credential request, as the service answered it (checked by the cache). */
+export interface MintAnswer {
+  token: unknown;
+  /** The expiry as the API words it (`expire_time` or `expiration_time`). */
+  expiry: unknown;
+}
+
+/** Asks Databricks for a credential for `target` (an endpoint path, or an instance name). */
+export type Minter = (target: string, pinned: boolean) => Promise<MintAnswer>;
+
 export interface CredentialCacheOptions {
-  project: string;
-  /** LAKETS_PG_ROLE: the role to log in as, when not the service principal's own. */
-  role?: string;
+  mint: Minter;
   now: () => number;
   log: Log;
   onMint?: () => void;
@@ -25,90 +36,110 @@ export interface CredentialCacheOptions {
 }
 
 export class CredentialCache {
-  readonly #session: DatabricksSession;
   readonly #options: CredentialCacheOptions;
   readonly #cached = new Map<string, DatabaseCredential>();
   readonly #pending = new Map<string, Promise<DatabaseCredential>>();
 
-  constructor(session: DatabricksSession, options: CredentialCacheOptions) {
-    this.#session = session;
+  constructor(options: CredentialCacheOptions) {
     this.#options = options;
   }
 
-  /** A credential for `endpoint`: the cached one if it has > 5 minutes left, else a new one. */
-  async get(endpoint: string, pinned: boolean): Promise<{ credential: DatabaseCredential; reused: boolean }> {
-    const cached = this.#cached.get(endpoint);
+  /** A credential for `target`: the cached one if it has > 5 minutes left, else a new one. */
+  async get(target: string, pinned: boolean): Promise<{ credential: DatabaseCredential; reused: boolean }> {
+    const cached = this.#cached.get(target);
     if (cached && cached.expiresAt - this.#options.now() > MIN_CREDENTIAL_REMAINING_MS) {
       this.#options.onReuse?.();
       return { credential: cached, reused: true };
     }
-    let pending = this.#pending.get(endpoint);
+    let pending = this.#pending.get(target);
     if (!pending) {
-      pending = this.#mint(endpoint, pinned).finally(() => this.#pending.delete(endpoint));
-      this.#pending.set(endpoint, pending);
+      pending = this.#mint(target, pinned).finally(() => this.#pending.delete(target));
+      this.#pending.set(target, pending);
     }
     const credential = await pending;
-    this.#cached.set(endpoint, credential);
+    this.#cached.set(target, credential);
     return { credential, reused: false };
   }
 
-  /** Forgets the cached credential of `endpoint` (the server rejected it). */
-  drop(endpoint: string): void {
-    this.#cached.delete(endpoint);
+  /** Forgets the cached credential of `target` (the server rejected it). */
+  drop(target: string): void {
+    this.#cached.delete(target);
   }
 
   clear(): void {
     this.#cached.clear();
   }
 
-  /**
-   * A credential logs in as the caller's own role (named after its application id), or as a group
-   * role the caller belongs to when the request names it in group_name.
-   */
-  async #groupName(): Promise<string | undefined> {
-    const { role } = this.#options;
-    if (role === undefined) return undefined;
-    return role === (await this.#session.applicationId()) ? undefined : role;
-  }
-
-  async #mint(endpoint: string, pinned: boolean): Promise<DatabaseCredential> {
-    const { project, log, now } = this.#options;
-    const groupName = await this.#groupName();
-    const body = (await this.#session.request(
-      'generateCredential',
-      { project, endpoint, pinned, ...(groupName === undefined ? {} : { group: groupName }) },
-      'POST',
-      '/api/2.0/postgres/credentials',
-      { body: { endpoint, ...(groupName === undefined ? {} : { group_name: groupName }) } },
-    )) as Record<string, unknown>;
-    const token = body.token;
+  async #mint(target: string, pinned: boolean): Promise<DatabaseCredential> {
+    const { log, now } = this.#options;
+    const { token, expiry } = await this.#options.mint(target, pinned);
     if (typeof token !== 'string' || token === '') {
       throw new LakebaseError(
         'DATABRICKS_REQUEST_FAILED',
-        `generating a Postgres credential for ${endpoint} returned no token: retry, and check the Lakebase API status`,
+        `generating a Postgres credential for ${target} returned no token: retry, and check the Lakebase API status`,
       );
     }
     registerSecret(token);
     this.#options.onMint?.();
-    const expiresAt = typeof body.expire_time === 'string' ? Date.parse(body.expire_time) : Number.NaN;
-    const credential = { endpoint, token, expiresAt: Number.isNaN(expiresAt) ? now() : expiresAt };
+    const expiresAt = typeof expiry === 'string' ? Date.parse(expiry) : Number.NaN;
+    const credential = { target, token, expiresAt: Number.isNaN(expiresAt) ? now() : expiresAt };
     log.debug('minted a Postgres credential', {
-      endpoint,
+      target,
       expiresAt: Number.isNaN(expiresAt) ? 'unknown' : new Date(expiresAt).toISOString(),
     });
     return credential;
   }
 }
 
+/**
+ * Autoscaling: `POST /api/2.0/postgres/credentials` for an endpoint. A credential logs in as the
+ * caller's own role (named after its application id), or as a group role the caller belongs to when
+ * the request names it in group_name (LAKETS_PG_ROLE, unless it is the caller's own).
+ */
+export function endpointMinter(session: DatabricksSession, project: string, role?: string): Minter {
+  const groupName = async (): Promise<string | undefined> =>
+    role === undefined || role === (await session.applicationId()) ? undefined : role;
+  return async (endpoint, pinned) => {
+    const group = await groupName();
+    const body = (await session.request(
+      'generateCredential',
+      { project, endpoint, pinned, ...(group === undefined ? {} : { group }) },
+      'POST',
+      '/api/2.0/postgres/credentials',
+      { body: { endpoint, ...(group === undefined ? {} : { group_name: group }) } },
+    )) as Record<string, unknown> | undefined;
+    return { token: body?.token, expiry: body?.expire_time };
+  };
+}
+
+/**
+ * Provisioned: `POST /api/2.0/database/credentials` for an instance, with a new request id (a UUID)
+ * per credential: the id makes a request idempotent, so a reused one could answer an old token. The
+ * token logs in as the caller's own role, or as a group role it belongs to (no group in the request).
+ */
+export function instanceMinter(session: DatabricksSession): Minter {
+  return async (instance) => {
+    const target: CallTarget = { instance };
+    const body = (await session.request(
+      'generateInstanceCredential',
+      target,
+      'POST',
+      '/api/2.0/database/credentials',
+      { body: { request_id: randomUUID(), instance_names: [instance] } },
+    )) as Record<string, unknown> | undefined;
+    return { token: body?.token, expiry: body?.expiration_time };
+  };
+}
+
 /** The Postgres role of the running identity: SCIM Me userName (a service principal's application id). */
 export class IdentityCache {
   readonly #session: DatabricksSession;
-  readonly #project: string;
+  readonly #target: CallTarget;
   #cached: { clientId: string | undefined; userName: string } | undefined;
 
-  constructor(session: DatabricksSession, project: string) {
+  constructor(session: DatabricksSession, target: CallTarget) {
     this.#session = session;
-    this.#project = project;
+    this.#target = target;
   }
 
   async userName(): Promise<string> {
@@ -116,7 +147,7 @@ export class IdentityCache {
     if (this.#cached && this.#cached.clientId === this.#session.clientId) return this.#cached.userName;
     const me = await this.#session.call(
       'me',
-      { project: this.#project },
+      this.#target,
       (w) =>
         // What the SDK's currentUser.me() sends.
         w.apiClient.request({

@@ -26,6 +26,11 @@ export type LakebaseErrorCode =
   | 'NO_DEFAULT_BRANCH'
   | 'NO_READ_WRITE_ENDPOINT'
   | 'ENDPOINT_NOT_READY'
+  // Lakebase Provisioned instance (LAKETS_LAKEBASE_INSTANCE)
+  | 'INSTANCE_NOT_FOUND'
+  | 'INSTANCE_STOPPED'
+  | 'INSTANCE_DELETING'
+  | 'INSTANCE_NOT_READY'
   // Postgres
   | 'PG_AUTH_FAILED'
   | 'PG_LOGIN_REJECTED'

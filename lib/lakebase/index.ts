@@ -2,6 +2,7 @@
 export type { DatabricksOp } from './api.ts';
 export {
   type ConnectionInfo,
+  type ConnectOptions,
   type Connector,
   type ConnectorDeps,
   type ConnectorStats,
@@ -16,6 +17,7 @@ export {
   type LakebaseErrorCode,
   redact,
 } from './errors.ts';
+export { DEFAULT_INSTANCE_WAIT, type InstanceWait } from './instance.ts';
 export { type Log, silentLog } from './log.ts';
 export {
   CONNECT_TIMEOUT_MS,

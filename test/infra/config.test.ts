@@ -4,7 +4,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, type ContextKey, defaultStackName, parseConfig } from '../../infra/config.ts';
+import {
+  ConfigError,
+  type ContextKey,
+  defaultStackName,
+  jobEnvironment,
+  parseConfig,
+} from '../../infra/config.ts';
 import { isStackName } from '../../lib/settings.ts';
 import { REQUIRED_CONTEXT } from './synth.ts';
 
@@ -91,6 +97,25 @@ describe('parseConfig: accepted', () => {
       defaultStackName(`${'p'.repeat(62)}q`),
     ];
     expect(new Set(names).size).toBe(names.length);
+  });
+
+  it('takes a Lakebase Provisioned instance instead of a project, and gives it to the functions', () => {
+    const config = parse({
+      ...REQUIRED_CONTEXT,
+      lakebaseProject: undefined,
+      lakebaseInstance: 'lakets-Prov-1',
+    });
+    expect(config).toEqual({
+      stackName: 'LakeTs-lakets-Prov-1',
+      lakebaseInstance: 'lakets-Prov-1',
+      databricksHost: 'https://x.cloud.databricks.com',
+      spSecret: { kind: 'name', name: 'lakets/sp' },
+      timezone: 'UTC',
+      alarms: { kind: 'none' },
+    });
+    const env = jobEnvironment(config, 'lakets/sp', { name: 'tiering', metricsNamespace: 'LakeTS' });
+    expect(env).toMatchObject({ LAKETS_LAKEBASE_INSTANCE: 'lakets-Prov-1' });
+    expect(env).not.toHaveProperty('LAKETS_PROJECT');
   });
 
   it('treats empty strings as unset', () => {
@@ -228,6 +253,26 @@ describe('parseConfig: rejected with the key and the fix', () => {
       /"pgRole": is not a Postgres identifier/,
     ],
     ['a non-string value', { ...REQUIRED_CONTEXT, timezone: 3 }, /"timezone": expected a string, got number/],
+    [
+      'both a project and an instance',
+      { ...REQUIRED_CONTEXT, lakebaseInstance: 'lakets-prov' },
+      /^context "lakebaseInstance": both lakebaseProject and lakebaseInstance are set; fix: pass only one: -c lakebaseProject=<name> \(Autoscaling\) or -c lakebaseInstance=<name> \(Provisioned\)$/,
+    ],
+    [
+      'a malformed instance name',
+      { ...REQUIRED_CONTEXT, lakebaseProject: undefined, lakebaseInstance: 'lakets/prov' },
+      /^context "lakebaseInstance": "lakets\/prov" is not a database instance name .*; fix: -c lakebaseInstance=<name>$/,
+    ],
+    [
+      'a pinned endpoint with an instance',
+      {
+        ...REQUIRED_CONTEXT,
+        lakebaseProject: undefined,
+        lakebaseInstance: 'lakets-prov',
+        lakebaseEndpoint: 'projects/demo/branches/main/endpoints/ep-1',
+      },
+      /^context "lakebaseEndpoint": pins an endpoint of an Autoscaling project, and lakebaseInstance names a Provisioned instance; fix: drop -c lakebaseEndpoint/,
+    ],
   ])('%s', (_, context, message) => {
     const problems = problemsOf(context);
     expect(problems).toHaveLength(1);

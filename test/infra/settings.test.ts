@@ -37,6 +37,14 @@ const FULL_CONTEXT = {
   pgRole: '6f1d2c3b-aaaa-bbbb-cccc-0123456789ab',
   database: 'lakets',
 };
+/** A Lakebase Provisioned instance instead of a project (and so without a pinned endpoint). */
+const INSTANCE_CONTEXT = {
+  lakebaseInstance: 'lakets-provisioned',
+  databricksHost: 'https://dbc-1.cloud.databricks.com/',
+  spSecretArn: SECRET_ARN,
+  pgRole: '6f1d2c3b-aaaa-bbbb-cccc-0123456789ab',
+  database: 'lakets',
+};
 
 /** The variables of each function in the synthesized template (bundling skipped: only the template matters). */
 function functionEnvironments(context: Record<string, unknown>): Record<string, string>[] {
@@ -66,9 +74,19 @@ function handlerReads(env: Record<string, string>): { config: unknown; read: Set
 }
 
 describe("each function's environment", () => {
+  // What each context leaves unset among the connection settings the handlers read.
+  const unsetOptions = new Map<object, string[]>([
+    [
+      REQUIRED_CONTEXT,
+      ['LAKETS_LAKEBASE_INSTANCE', 'LAKETS_LAKEBASE_ENDPOINT', 'LAKETS_PG_ROLE', 'LAKETS_DATABASE'],
+    ],
+    [FULL_CONTEXT, ['LAKETS_LAKEBASE_INSTANCE']],
+    [INSTANCE_CONTEXT, ['LAKETS_PROJECT', 'LAKETS_LAKEBASE_ENDPOINT']],
+  ]);
   it.each([
     ['only the required context', REQUIRED_CONTEXT],
-    ['every connection setting in the context', FULL_CONTEXT],
+    ['every connection setting of a project in the context', FULL_CONTEXT],
+    ['every connection setting of an instance in the context', INSTANCE_CONTEXT],
   ])('with %s: exactly the variables the handlers read, plus the runtime settings', (_, context) => {
     const environments = functionEnvironments(context);
     expect(environments).toHaveLength(JOB_NAMES.length);
@@ -78,9 +96,7 @@ describe("each function's environment", () => {
       expect(Object.keys(env).filter((k) => !read.has(k))).toEqual(RUNTIME);
       // Everything the handler reads is a setting; what is not set is local-only or an unset option.
       const unset = [...read].filter((k) => !(k in env));
-      const options =
-        context === FULL_CONTEXT ? [] : ['LAKETS_LAKEBASE_ENDPOINT', 'LAKETS_PG_ROLE', 'LAKETS_DATABASE'];
-      expect(unset.sort()).toEqual([...LOCAL, ...options].sort());
+      expect(unset.sort()).toEqual([...LOCAL, ...(unsetOptions.get(context) ?? [])].sort());
     }
   });
 
@@ -95,6 +111,15 @@ describe("each function's environment", () => {
       pgRole: FULL_CONTEXT.pgRole,
       database: 'lakets',
     });
+    const [instanceEnv] = functionEnvironments(INSTANCE_CONTEXT);
+    expect(parseEnvironment(instanceEnv)).toEqual({
+      kind: 'databricks',
+      instance: 'lakets-provisioned',
+      host: 'https://dbc-1.cloud.databricks.com',
+      secretId: SECRET_ARN,
+      pgRole: INSTANCE_CONTEXT.pgRole,
+      database: 'lakets',
+    });
   });
 
   it('the handlers read no variable that is not a setting', () => {
@@ -103,6 +128,7 @@ describe("each function's environment", () => {
       { LAKETS_DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/d' },
       { LAKETS_PROJECT: 'p', DATABRICKS_HOST: 'h', DATABRICKS_CLIENT_ID: 'i', DATABRICKS_CLIENT_SECRET: 's' },
       ...functionEnvironments(FULL_CONTEXT),
+      ...functionEnvironments(INSTANCE_CONTEXT),
     ];
     for (const env of envs) for (const k of handlerReads(env).read) read.add(k);
     expect([...read].sort()).toEqual([...CONNECTION, ...LOCAL].sort());
@@ -119,18 +145,36 @@ const HANDLER_BASE: Record<string, string> = {
   [SETTINGS.secretId.env]: REQUIRED_CONTEXT.spSecretName,
 };
 
-/** A good value of each connection setting, and the context each is given in. */
-const GOOD: Record<string, { value: string; context: Record<string, string> }> = {
-  project: { value: 'demo', context: REQUIRED_CONTEXT },
-  host: { value: REQUIRED_CONTEXT.databricksHost, context: REQUIRED_CONTEXT },
-  secretId: {
-    value: 'lakets/sp',
-    context: { lakebaseProject: 'demo', databricksHost: REQUIRED_CONTEXT.databricksHost },
-  },
-  endpoint: { value: 'projects/demo/branches/main/endpoints/ep-1', context: REQUIRED_CONTEXT },
-  pgRole: { value: 'lakets_jobs', context: REQUIRED_CONTEXT },
-  database: { value: 'databricks_postgres', context: REQUIRED_CONTEXT },
+/** The handlers' environment for an instance instead of a project. */
+const INSTANCE_BASE: Record<string, string> = {
+  [SETTINGS.host.env]: REQUIRED_CONTEXT.databricksHost,
+  [SETTINGS.secretId.env]: REQUIRED_CONTEXT.spSecretName,
 };
+
+/**
+ * A good value of each connection setting, the context each is given in, and the handlers'
+ * environment it is added to (default HANDLER_BASE).
+ */
+const GOOD: Record<string, { value: string; context: Record<string, string>; env?: Record<string, string> }> =
+  {
+    project: { value: 'demo', context: REQUIRED_CONTEXT },
+    instance: {
+      value: 'lakets-provisioned',
+      context: {
+        databricksHost: REQUIRED_CONTEXT.databricksHost,
+        spSecretName: REQUIRED_CONTEXT.spSecretName,
+      },
+      env: INSTANCE_BASE,
+    },
+    host: { value: REQUIRED_CONTEXT.databricksHost, context: REQUIRED_CONTEXT },
+    secretId: {
+      value: 'lakets/sp',
+      context: { lakebaseProject: 'demo', databricksHost: REQUIRED_CONTEXT.databricksHost },
+    },
+    endpoint: { value: 'projects/demo/branches/main/endpoints/ep-1', context: REQUIRED_CONTEXT },
+    pgRole: { value: 'lakets_jobs', context: REQUIRED_CONTEXT },
+    database: { value: 'databricks_postgres', context: REQUIRED_CONTEXT },
+  };
 
 const HOSTILE = [
   '',
@@ -226,7 +270,7 @@ describe('one rule for the synth and the handlers', () => {
       const setting = SETTINGS[name as keyof typeof SETTINGS];
       if (setting.kind !== 'connection') throw new Error(`${name} is not a connection setting`);
       for (const value of values(good.value, i)) {
-        const refusedByHandler = handlerRefuses({ ...HANDLER_BASE, [setting.env]: value });
+        const refusedByHandler = handlerRefuses({ ...(good.env ?? HANDLER_BASE), [setting.env]: value });
         for (const key of setting.context) {
           const context = { ...good.context, [key]: value };
           const result = contextProblems(context);

@@ -1,12 +1,12 @@
 // The fake workspace is only worth its strictness: it refuses what the real Databricks REST API refuses
 // (HTTPS only, content types, error bodies, page tokens, credentials bound to roles: docs/testing.md),
 // so that a client defect shows here rather than in production. Driven with plain HTTPS requests (global fetch), not through the library.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type FakeDatabricks, newApplicationId, startFakeDatabricks } from '../../dev/fake-databricks.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
-import { defaultProjects, PRIMARY, PROJECT } from './world.ts';
+import { defaultProjects, INSTANCE, PRIMARY, PROJECT } from './world.ts';
 
 let fake: FakeDatabricks;
 let db: TestDatabase;
@@ -22,6 +22,7 @@ beforeAll(async () => {
     clientId: appId,
     clientSecret,
     projects: defaultProjects(),
+    instances: { [INSTANCE]: { state: 'AVAILABLE', host: 'localhost' } },
     postgres: admin,
   });
 });
@@ -241,5 +242,124 @@ describe('credentials log in only as the identity or a group it is a member of',
     const { status, body } = await credential({ endpoint: PRIMARY, group_name: 42 }, 'application/json');
     expect(status).toBe(400);
     expectRealError(body, 'INVALID_PARAMETER_VALUE');
+  });
+});
+
+describe('Provisioned instances', () => {
+  // Content-Type application/json unless told otherwise (null: none at all).
+  const instanceCredential = (body: unknown, contentType: string | null = 'application/json') =>
+    api('/api/2.0/database/credentials', {
+      method: 'POST',
+      headers: contentType ? { 'content-type': contentType } : {},
+      body: JSON.stringify(body),
+    });
+  const request = () => ({ request_id: randomUUID(), instance_names: [INSTANCE] });
+
+  async function login(user: string, password: string): Promise<string> {
+    const client = new pg.Client({
+      ...db.info,
+      user,
+      password,
+      database: db.name,
+      ssl: { ca: db.info.caPem },
+    });
+    try {
+      await client.connect();
+      return (await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u ?? '';
+    } catch (error) {
+      return (error as { code?: string }).code ?? 'error';
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  test('an instance reads as the API returns it: state and read_write_dns, no input-only `stopped`; an unknown one is a 404', async () => {
+    const { status, body } = await api(`/api/2.0/database/instances/${INSTANCE}`);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      name: INSTANCE,
+      state: 'AVAILABLE',
+      read_write_dns: 'localhost',
+      effective_stopped: false,
+    });
+    expect(body).not.toHaveProperty('stopped');
+    const missing = await api('/api/2.0/database/instances/nope');
+    expect(missing.status).toBe(404);
+    expectRealError(missing.body, 'NOT_FOUND');
+  });
+
+  test("its state is the tests' to set, and can change over reads", async () => {
+    fake.instances.later = { state: 'AVAILABLE', host: 'localhost', upcoming: ['STARTING', 'FAILING_OVER'] };
+    const states: unknown[] = [];
+    for (let i = 0; i < 4; i++) states.push((await api('/api/2.0/database/instances/later')).body.state);
+    expect(states).toEqual(['STARTING', 'FAILING_OVER', 'AVAILABLE', 'AVAILABLE']);
+    fake.instances.later.state = 'STOPPED';
+    expect((await api('/api/2.0/database/instances/later')).body).toMatchObject({
+      state: 'STOPPED',
+      effective_stopped: true,
+    });
+  });
+
+  test('a credential request wants JSON with a UUID request_id and a non-empty instance_names (415, 400), and known instances (404)', async () => {
+    for (const contentType of [null, 'text/plain']) {
+      const { status, body } = await instanceCredential(request(), contentType);
+      expect(status, String(contentType)).toBe(415);
+      expectRealError(body, 'UNSUPPORTED_MEDIA_TYPE');
+    }
+    const bad: unknown[] = [
+      { instance_names: [INSTANCE] },
+      { request_id: 'not-a-uuid', instance_names: [INSTANCE] },
+      { request_id: 42, instance_names: [INSTANCE] },
+      { request_id: randomUUID() },
+      { request_id: randomUUID(), instance_names: [] },
+      { request_id: randomUUID(), instance_names: INSTANCE },
+      { request_id: randomUUID(), instance_names: [7] },
+      [request()],
+    ];
+    for (const body of bad) {
+      const answer = await instanceCredential(body);
+      expect(answer.status, JSON.stringify(body)).toBe(400);
+    }
+    expectRealError(
+      (await instanceCredential({ instance_names: [INSTANCE] })).body,
+      'INVALID_PARAMETER_VALUE',
+    );
+    const unknown = await instanceCredential({ request_id: randomUUID(), instance_names: ['nope'] });
+    expect(unknown.status).toBe(404);
+    expectRealError(unknown.body, 'NOT_FOUND');
+    const ok = await instanceCredential(request());
+    expect(ok.status).toBe(200);
+    expect(ok.body).toEqual({
+      token: expect.stringMatching(/^fake-pg-/),
+      expiration_time: expect.any(String),
+    });
+  });
+
+  test('a request_id makes the request idempotent: the same id answers the same credential, minted once', async () => {
+    const body = request();
+    const minted = fake.minted.length;
+    const first = await instanceCredential(body);
+    const again = await instanceCredential(body);
+    expect(again.body.token).toBe(first.body.token);
+    expect(fake.minted.length - minted).toBe(1);
+    expect((await instanceCredential(request())).body.token).not.toBe(first.body.token);
+  });
+
+  test("the token logs in as the identity's own role and a login group it really is a member of, and no other; membership is checked again at login", async () => {
+    await role(appId).catch(() => {}); // created by an earlier test of this file, or here
+    const member = await role(`crew_${randomBytes(3).toString('hex')}`);
+    const stranger = await role(`stranger_${randomBytes(3).toString('hex')}`);
+    const owner = await role(`owner_${randomBytes(3).toString('hex')}`, 'NOLOGIN');
+    await admin.query(`GRANT ${pg.escapeIdentifier(member)} TO ${pg.escapeIdentifier(appId)}`);
+    await admin.query(`GRANT ${pg.escapeIdentifier(owner)} TO ${pg.escapeIdentifier(appId)}`);
+    const { body } = await instanceCredential(request());
+    const token = body.token as string;
+    expect(fake.minted.at(-1)).toMatchObject({ identity: appId, role: appId, roles: [appId, member] });
+    expect(await login(appId, token)).toBe(appId);
+    expect(await login(member, token)).toBe(member);
+    expect(await login(stranger, token)).toBe('28P01');
+    await admin.query(`REVOKE ${pg.escapeIdentifier(member)} FROM ${pg.escapeIdentifier(appId)}`);
+    expect(await login(member, token)).toBe('28P01');
+    await admin.query(`REVOKE ${pg.escapeIdentifier(owner)} FROM ${pg.escapeIdentifier(appId)}`);
   });
 });

@@ -4,7 +4,7 @@
 // a member of), and a fake Secrets Manager (HTTPS) holding the service principal's secret. Nothing
 // about the database is mocked.
 import pg from 'pg';
-import type { EndpointType, FakeDatabricks, FakeProject } from '../../dev/fake-databricks.ts';
+import type { EndpointType, FakeDatabricks, FakeInstance, FakeProject } from '../../dev/fake-databricks.ts';
 import type { FakeSecretsManager } from '../../dev/fake-secrets-manager.ts';
 import { startFakeWorkspace } from '../../dev/fake-workspace.ts';
 import { type DatabricksConfig, parseConfig } from '../../lib/config.ts';
@@ -15,6 +15,12 @@ export const RW: EndpointType = 'ENDPOINT_TYPE_READ_WRITE';
 export const RO: EndpointType = 'ENDPOINT_TYPE_READ_ONLY';
 export const PROJECT = 'lakets-prod';
 export const PRIMARY = `projects/${PROJECT}/branches/production/endpoints/primary`;
+/** A Lakebase Provisioned instance of the world, available on the harness's server. */
+export const INSTANCE = 'lakets-provisioned';
+
+export function defaultInstances(host = 'localhost'): Record<string, FakeInstance> {
+  return { [INSTANCE]: { state: 'AVAILABLE', host } };
+}
 
 /** Three branches (default last) and three endpoints (read-write last): with pages of 2, both lists paginate. */
 export function defaultProjects(host = 'localhost'): Record<string, FakeProject> {
@@ -81,6 +87,7 @@ export async function startWorld(options: { pageSize?: number } = {}): Promise<W
   const workspace = await startFakeWorkspace({
     admin,
     projects: defaultProjects(),
+    instances: defaultInstances(),
     pageSize: options.pageSize ?? 2,
     secretPrefix: 'dose',
   });
