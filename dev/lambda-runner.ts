@@ -23,10 +23,11 @@ export const LAKEBASE_PORT = 5432;
 /**
  * Why the runtime client cannot run here, or undefined when it can. It is an optional dependency:
  * its install builds curl and a native addon from source, and `npm ci` leaves it out where that
- * build fails (no cmake, C++ compiler, make or python3); on macOS it installs without the addon.
+ * build fails (no cmake, C++ compiler, make or python3) or where npm runs on a Node older than 22;
+ * on macOS it installs without the addon. `npm run runtime-client` installs it.
  */
 export function runtimeClientMissing(): string | undefined {
-  const fix = 'it builds from source: apt-get install cmake g++ make python3, then npm ci';
+  const fix = 'it builds from source: apt-get install cmake g++ make python3, then npm run runtime-client';
   if (!existsSync(RIC)) return `aws-lambda-ric is not installed (${fix})`;
   if (existsSync(join(RIC_DIR, 'rapid-client.node'))) return undefined;
   return process.platform === 'darwin'
