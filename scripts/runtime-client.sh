@@ -24,7 +24,7 @@ command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || missing+=(g+
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "runtime-client: aws-lambda-ric builds from source and ${missing[*]} is not on PATH (Debian: apt-get install cmake g++ make python3)" >&2
+  echo "runtime-client: aws-lambda-ric builds from source and PATH lacks ${missing[*]} (Debian: apt-get install cmake g++ make python3)" >&2
   exit 1
 fi
 
