@@ -104,6 +104,8 @@ if [ "$mode" = with ]; then
   rc1=$(since "$started")
   [ -f "$ric/rapid-client.node" ] || fail "npm run runtime-client did not install aws-lambda-ric"
   [ -z "$(git status --porcelain)" ] || fail "npm run runtime-client changed the tree: $(git status --porcelain)"
+  # Its `npm install` prunes the `node` package's own download; Node 24 must still be there.
+  [ "$(node_modules/.bin/node --version)" = "$node24" ] || fail "npm run runtime-client left no Node 24 in node_modules"
   # 2. npm on Node 24: npm ci builds the client itself.
   started=$(date +%s)
   PATH="$outer/node24:$PATH" npm ci --no-audit --no-fund
