@@ -8,6 +8,8 @@ import {
   fakesContext,
   fakesEnvironment,
   forwardLakebasePort,
+  runtimeClientMissing,
+  runtimeClientRequired,
   type SynthesizedFunction,
   startFunction,
   synthFunctions,
@@ -36,6 +38,20 @@ interface Sample {
 }
 
 async function main(ctx: BenchContext): Promise<SectionResult> {
+  // aws-lambda-ric is an optional dependency (it builds from source): without it this section skips.
+  const missing = runtimeClientMissing();
+  if (missing && runtimeClientRequired()) throw new Error(missing);
+  if (missing) {
+    say(`runtime section skipped: ${missing}`);
+    const row: Row = {
+      section: 'runtime',
+      measurement: 'the functions under aws-lambda-ric',
+      figure: 'skipped',
+      target: 'runs',
+      met: null,
+    };
+    return { rows: [row], notes: [`Skipped: ${missing}`] };
+  }
   const { info, database, db: admin } = await benchDatabase(ctx, 'bench_runtime');
   await smallMetrics(admin, 3);
   const {

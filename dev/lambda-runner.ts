@@ -3,7 +3,7 @@
 // (aws-lambda-ric) in a fresh Node process that polls our Runtime API stand-in (dev/runtime-api.ts).
 // Used by the artifact test (test/artifact) and the runtime benchmark (bench/runtime.ts).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,9 +13,32 @@ import { JOB_NAMES, type JobName } from '../lib/jobs/catalog.ts';
 import { type RuntimeApi, startRuntimeApi } from './runtime-api.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
-const RIC = join(REPO_ROOT, 'node_modules', 'aws-lambda-ric', 'index.mjs');
+const RIC_DIR = join(REPO_ROOT, 'node_modules', 'aws-lambda-ric');
+const RIC = join(RIC_DIR, 'index.mjs');
+/** Set by CI (.ci/run), which installs the toolchain: a missing runtime client then fails, not skips. */
+export const REQUIRE_RUNTIME_CLIENT = 'LAKETS_REQUIRE_RUNTIME_CLIENT';
 /** Lakebase endpoints listen on 5432; the deployed code has no other port to use. */
 export const LAKEBASE_PORT = 5432;
+
+/**
+ * Why the runtime client cannot run here, or undefined when it can. It is an optional dependency:
+ * its install builds curl and a native addon from source, and `npm ci` leaves it out where that
+ * build fails (no cmake, C++ compiler, make or python3) or where npm runs on a Node older than 22;
+ * on macOS it installs without the addon. `npm run runtime-client` installs it.
+ */
+export function runtimeClientMissing(): string | undefined {
+  const fix = 'it builds from source: apt-get install cmake g++ make python3, then npm run runtime-client';
+  if (!existsSync(RIC)) return `aws-lambda-ric is not installed (${fix})`;
+  if (existsSync(join(RIC_DIR, 'rapid-client.node'))) return undefined;
+  return process.platform === 'darwin'
+    ? "aws-lambda-ric has no native client on macOS (it builds on Linux only, Lambda's OS)"
+    : `aws-lambda-ric is installed without its native client rapid-client.node (${fix})`;
+}
+
+/** True when the caller must fail rather than skip without the runtime client (CI). */
+export function runtimeClientRequired(): boolean {
+  return process.env[REQUIRE_RUNTIME_CLIENT] === '1';
+}
 
 export interface SynthesizedFunction {
   job: JobName | 'empty';
@@ -210,6 +233,8 @@ export async function startFunction(
   fn: SynthesizedFunction,
   world: Record<string, string>,
 ): Promise<RunningFunction> {
+  const missing = runtimeClientMissing();
+  if (missing) throw new Error(missing);
   const startedAt = performance.now();
   const api = await startRuntimeApi({ functionName: fn.functionName, startedAt });
   const env = { ...fn.environment, ...lambdaEnvironment(fn, api), ...world };
