@@ -5,7 +5,7 @@
 // `Content-Type: application/json`, error bodies with a google.rpc.RequestInfo `details` entry,
 // opaque page tokens (an unknown one is a 400), resources with `status` only (`spec` is input-only),
 // OAuth tokens that expire, and Postgres credentials that log in only as the caller's own role or
-// as a group role (named in `group_name`) the caller really is a member of (else 403, as Databricks).
+// as a group role (named in `group_name`) the caller really is a member of (else 403, or a token that logs in as nothing: setNonMemberGroup).
 //   GET  /oidc/.well-known/oauth-authorization-server   OIDC discovery
 //   POST /oidc/v1/token                                  client_credentials (Basic auth or form)
 //   GET  /api/2.0/preview/scim/v2/Me                     the service principal
@@ -163,6 +163,12 @@ export interface FakeDatabricks {
   /** Lifetime (expires_in) of OAuth access tokens issued from now on. */
   setAccessTokenTtl(seconds: number): void;
   setCredentialTtl(ms: number): void;
+  /**
+   * What a credential request naming a group the caller is not a member of gets. Databricks does not
+   * document it: `refuse` (the default) answers 403 PERMISSION_DENIED; `mint` hands out a token that
+   * is no role's password, so the login fails with 28P01. The jobs must say what to fix either way.
+   */
+  setNonMemberGroup(behaviour: 'refuse' | 'mint'): void;
   /** Presents another certificate from now on; open connections are closed (clients reconnect). */
   setCertificate(certificate: ServerCertificate): void;
   /** Every Postgres credential minted, and every OAuth token issued (tests check none leaks). */
@@ -236,6 +242,7 @@ const isJson = (req: IncomingMessage) =>
 export async function startFakeDatabricks(options: FakeDatabricksOptions): Promise<FakeDatabricks> {
   let clientSecret = options.clientSecret;
   let credentialTtlMs = options.credentialTtlMs ?? 3_600_000;
+  let nonMemberGroup: 'refuse' | 'mint' = 'refuse';
   const userName = options.userName ?? options.clientId;
   const maxPage = options.pageSize ?? 2;
   const tokenTtl = options.accessTokenTtlSeconds ?? 3600;
@@ -471,9 +478,15 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
           return send(res, 404, apiError(404, `Endpoint '${body.endpoint}' does not exist.`));
         }
         const groupName = body.group_name as string | undefined;
-        // A credential for a group role is given only to a member of it: Databricks answers 403.
+        // A credential for a group role is given only to a member of it (or, with setNonMemberGroup('mint'),
+        // a token that is no role's password).
         const role = options.postgres ? await loginRole(options.postgres, userName, groupName) : undefined;
-        if (options.postgres && groupName !== undefined && role === undefined) {
+        if (
+          options.postgres &&
+          groupName !== undefined &&
+          role === undefined &&
+          nonMemberGroup === 'refuse'
+        ) {
           return send(
             res,
             403,
@@ -637,6 +650,9 @@ export async function startFakeDatabricks(options: FakeDatabricksOptions): Promi
     },
     setCredentialTtl: (ms) => {
       credentialTtlMs = ms;
+    },
+    setNonMemberGroup(behaviour) {
+      nonMemberGroup = behaviour;
     },
     minted,
     accessTokens,

@@ -361,6 +361,26 @@ describe('Postgres login and privileges', () => {
     }
   });
 
+  test('LAKETS_PG_ROLE names a role the service principal is not a member of, and Databricks mints anyway: the login fails (28P01) and the hint is the membership', async () => {
+    // What Databricks does here is undocumented: the other behaviour a job must explain.
+    world.fake.setNonMemberGroup('mint');
+    try {
+      const role = `jobs_${randomBytes(4).toString('hex')}`;
+      await world.createRole(role);
+      const before = world.fake.count('credentials');
+      const error = await failure(connector({ LAKETS_PG_ROLE: role }), 'PG_AUTH_FAILED');
+      expect(error.pgCode).toBe('28P01');
+      expect(error.message).toContain(`"${role}"`);
+      expect(error.message).toMatch(
+        /neither this identity's own Databricks OAuth role nor a group role it is a member of \(LAKETS_PG_ROLE must name such a group\)/,
+      );
+      expect(error.message).toContain(`npm run grants -- ${role}`);
+      expect(world.fake.count('credentials') - before).toBe(1); // a fresh credential is not retried
+    } finally {
+      world.fake.setNonMemberGroup('refuse');
+    }
+  });
+
   test('28000 a role that may not log in', async () => {
     const role = `nologin_${randomBytes(4).toString('hex')}`;
     await world.createRole(role, 'NOLOGIN');
