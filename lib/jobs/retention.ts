@@ -96,17 +96,20 @@ interface Call {
   group: ItemResult[];
 }
 
-// The policies execute_retention stamps when it runs (lib/schema/sql/0001_core/11_retention.sql).
+// The policies execute_retention stamps when it runs (lib/schema/sql/0001_core/11_retention.sql), for
+// the tables of a run ($1, in run order): a millisecond apart (the precision the order is read with),
+// the last now(), so the next run orders them as it would after one call each, one after the other.
 const STAMP_SQL = `
-  UPDATE lakets._policy_registry SET last_run_at = now()
-   WHERE chronotable_id = ANY ($1::int[]) AND enabled AND policy_type IN ('retention', 'tiered_retention')`;
+  UPDATE lakets._policy_registry p
+     SET last_run_at = now() - (u.n - u.ord) * interval '1 millisecond'
+    FROM (SELECT id, ord, count(*) OVER () AS n FROM unnest($1::int[]) WITH ORDINALITY AS x(id, ord)) u
+   WHERE p.chronotable_id = u.id AND p.enabled AND p.policy_type IN ('retention', 'tiered_retention')`;
 
 /**
  * A run. Every table's state is read in one round trip before, and the chunks' (and, where needed,
  * Sync's) state in one or two after all the calls. A table with nothing past its cut-off gets no
  * call: the call would drop nothing, so its item is the one the call would have made (unchanged, 0)
- * and the stamp the call would have made (last_run_at) is made for all such tables in one statement
- * after the loop. Each table with chunks to consider costs its execute_retention() call. `everyItem`
+ * and the stamp the call would have made (last_run_at) is made in one statement after the loop. Each table with chunks to consider costs its execute_retention() call. `everyItem`
  * calls every table as the jobs did before: the reference the equivalence test compares this with.
  */
 function retentionRun(everyItem: boolean): JobLogic {
@@ -120,14 +123,19 @@ function retentionRun(everyItem: boolean): JobLogic {
     const callAll = everyItem || ctx.options.dryRun || ctx.options.tables !== undefined;
     const groups: ItemResult[][] = [];
     const calls: Call[] = [];
-    const quiet: Array<{ t: ChronoTable; item: ItemResult }> = [];
+    const quiet: ItemResult[] = [];
+    // The tables this run processed, in order: those it decided and those whose call returned.
+    const ran: number[] = [];
     for (const t of tables) {
       const group: ItemResult[] = [];
       groups.push(group);
       const state = before.get(t.id);
       if (state && !state.due && !callAll) {
         const item = decided(ctx, group, tableItem(ctx, t, state, 0));
-        if (item) quiet.push({ t, item });
+        if (item) {
+          quiet.push(item);
+          ran.push(t.id);
+        }
         continue;
       }
       await attempt(ctx, group, { kind: 'table', name: t.name }, async () => {
@@ -135,10 +143,11 @@ function retentionRun(everyItem: boolean): JobLogic {
         if (ctx.options.dryRun) return plan(ctx, t, state);
         const c = await call(ctx, t, state, group);
         calls.push(c);
+        ran.push(t.id);
         return c.table;
       });
     }
-    await stamp(ctx, quiet);
+    if (quiet.length > 0) await stamp(ctx, ran, quiet);
     await settle(ctx, access, calls);
     return [...items, ...groups.flat()];
   };
@@ -150,15 +159,17 @@ const run = retentionRun(false);
 export const runCallingEveryTable = retentionRun(true);
 
 /**
- * Stamps last_run_at of the tables that needed no call, in one statement, as their calls would have.
- * Never throws past the run's items: when it fails, each of those tables' items says so.
+ * Stamps last_run_at of the tables that needed no call, as their calls would have, in one statement.
+ * It stamps every table the run processed (`ran`, in order), those whose call stamped them too: so
+ * the stamps keep the run's order, and the next run takes the tables in the same order as after one
+ * call each. Never throws past the run's items: when it fails, the items of the tables without a
+ * call say so (the calls' own stamps stand).
  */
-async function stamp({ db }: JobContext, quiet: Array<{ t: ChronoTable; item: ItemResult }>): Promise<void> {
-  if (quiet.length === 0) return;
+async function stamp({ db }: JobContext, ran: number[], quiet: ItemResult[]): Promise<void> {
   try {
-    await db.query(STAMP_SQL, [quiet.map((q) => q.t.id)]);
+    await db.query(STAMP_SQL, [ran]);
   } catch (error) {
-    for (const { item } of quiet) {
+    for (const item of quiet) {
       delete item.count;
       Object.assign(item, { outcome: 'failed', reason: `last_run_at not stamped: ${errorLine(error)}` });
     }
