@@ -166,12 +166,3 @@ export async function setScenario(
       break;
   }
 }
-
-/** The number of items of `job`'s run over the fleet (tables, or RollUps). */
-export async function fleetItems(db: Queryable, job: FleetJob): Promise<number> {
-  const sql =
-    job === 'rollup-refresh'
-      ? 'SELECT count(*)::int AS n FROM lakets._rollup_registry'
-      : `SELECT count(*)::int AS n FROM lakets._chronotable_registry`;
-  return (await db.query<{ n: number }>(sql)).rows[0]?.n ?? 0;
-}
