@@ -27,6 +27,12 @@ const SECTIONS: Section[] = [
   { id: 'rollups', file: 'rollups.ts', title: '4. RollUp refresh', needsPg: true },
   { id: 'ingest', file: 'ingest.ts', title: '5. Ingest overhead', needsPg: true },
   { id: 'runtime', file: 'runtime.ts', title: '6. Under the Lambda runtime client', needsPg: true },
+  {
+    id: 'latency',
+    file: 'latency.ts',
+    title: '7. Round trips over a network delay, at scale',
+    needsPg: true,
+  },
 ];
 
 // Server settings for the bench cluster (on top of dev/local-postgres.ts: fsync, synchronous_commit
@@ -208,6 +214,38 @@ const markdown = [
   ),
   '',
 ].join('\n');
-writeFileSync(join(BENCH_DIR, 'RESULTS.md'), markdown);
+const resultsFile = join(BENCH_DIR, 'RESULTS.md');
+if (!only) {
+  writeFileSync(resultsFile, markdown);
+} else {
+  // A partial run (--only) leaves the figures of the sections it did not run as they are: each of
+  // its sections' block (table rows and notes, between markers) replaces that section's block, or is
+  // appended.
+  let current = existsSync(resultsFile) ? readFileSync(resultsFile, 'utf8') : '# Benchmark results\n';
+  for (const r of results) {
+    const begin = `<!-- section ${r.section.id}: written by ${command} -->`;
+    const end = `<!-- end of section ${r.section.id} -->`;
+    const sectionRows = r.result.rows.map((x) => [x.measurement, x.figure, x.target, metText(x.met)]);
+    const block = [
+      begin,
+      `## ${r.section.title}`,
+      '',
+      `\`${command}\` — ${new Date().toISOString()}; ${environment}; ${fmtMs(r.ms)}.`,
+      '',
+      `| ${header.join(' | ')} |`,
+      `|${header.map(() => '---').join('|')}|`,
+      ...sectionRows.map((l) => `| ${l.map(md).join(' | ')} |`),
+      ...(r.result.notes.length > 0 ? ['', '```', ...r.result.notes, '```'] : []),
+      end,
+    ].join('\n');
+    const at = current.indexOf(`<!-- section ${r.section.id}:`);
+    const stop = current.indexOf(end);
+    current =
+      at >= 0 && stop > at
+        ? current.slice(0, at) + block + current.slice(stop + end.length)
+        : `${current.trimEnd()}\n\n${block}\n`;
+  }
+  writeFileSync(resultsFile, current);
+}
 
 if (failed || rows.some((r) => r.target === 'runs' && r.met === false)) process.exitCode = 1;

@@ -19,12 +19,7 @@ export async function attempt(
   run: () => Promise<ItemResult | ItemResult[]>,
 ): Promise<ItemResult[] | undefined> {
   if (!budget.canStart()) {
-    items.push({
-      kind: subject.kind,
-      name: subject.name,
-      outcome: 'not-started',
-      reason: 'time budget exhausted',
-    });
+    items.push(notStarted(subject));
     return undefined;
   }
   const started = Date.now();
@@ -45,4 +40,27 @@ export async function attempt(
   budget.spent(durationMs);
   items.push(...produced);
   return produced;
+}
+
+function notStarted(subject: Pick<ItemResult, 'kind' | 'name'>): ItemResult {
+  return { kind: subject.kind, name: subject.name, outcome: 'not-started', reason: 'time budget exhausted' };
+}
+
+/**
+ * An item the run decided from state it read in bulk, with no statement of its own (a LakeTS call
+ * that could only have said "nothing to do"): added as `item` when the budget would have let its
+ * call start, else `not-started` as attempt() adds it. So a run reports the same items, in the same
+ * order, under the same budget, as one that calls LakeTS for every item. Returns the item if added.
+ */
+export function decided(
+  { budget }: JobContext,
+  items: ItemResult[],
+  item: ItemResult,
+): ItemResult | undefined {
+  if (!budget.canStart()) {
+    items.push(notStarted(item));
+    return undefined;
+  }
+  items.push(item);
+  return item;
 }

@@ -7,7 +7,7 @@
 // live after was deferred when the durability gate holds it back (its reason computed from its
 // last_write_lsn and Lakehouse Sync's state for the shadow), and failed otherwise. NOTICE and
 // WARNING text is filed with the chunk it names, as evidence.
-import { attempt } from './attempt.ts';
+import { attempt, decided } from './attempt.ts';
 import { defineJob } from './definition.ts';
 import { errorLine } from './errors.ts';
 import { DAILY_DELIVERY, gatedParts } from './gated.ts';
@@ -40,11 +40,17 @@ interface Chunk {
 interface TableState {
   /** Gated on UC durability: the table is synced or has a tiered_retention policy (before p_force). */
   gated: boolean;
+  /**
+   * execute_retention has something to consider: a live chunk past the cut-off of any of its enabled
+   * policies (the public function uses either row, so the shorter drop_after decides), or a drop_after
+   * it cannot read. Otherwise a call would drop nothing and only stamp last_run_at.
+   */
+  due: boolean;
   shadow: ShadowState;
   chunks: Chunk[];
 }
 
-type StateRow = ShadowRow & { id: number; gated: boolean; chunks: Chunk[] };
+type StateRow = ShadowRow & { id: number; gated: boolean; due: boolean; chunks: Chunk[] };
 
 // The live chunks of each table, with what the gate needs. With two retention-kind
 // policies the public execute_retention uses either row: a chunk past the longer drop_after is
@@ -53,6 +59,10 @@ function stateSql(access: SyncAccess): string {
   const { joins, columns } = shadowSql(access);
   return `
   SELECT r.id, r.shadow_table_name, r.sync_enabled OR coalesce(pol.tiered, false) AS gated, ${columns},
+         pol.drop_after IS NULL OR EXISTS (
+           SELECT 1 FROM lakets._chunk_metadata m
+            WHERE m.chronotable_id = r.id AND m.status IN ('active', 'tiered')
+              AND m.range_end <= now() - pol.min_drop_after) AS due,
          coalesce((SELECT json_agg(json_build_object(
                             'id', m.id, 'name', m.chunk_name, 'status', m.status,
                             'last_write_lsn', m.last_write_lsn::text,
@@ -63,7 +73,8 @@ function stateSql(access: SyncAccess): string {
                       AND m.status IN ('active', 'tiered')), '[]') AS chunks
     FROM lakets._chronotable_registry r
    CROSS JOIN LATERAL (
-     SELECT max((p.config ->> 'drop_after')::interval) AS drop_after, bool_or(p.policy_type = 'tiered_retention') AS tiered
+     SELECT max((p.config ->> 'drop_after')::interval) AS drop_after,
+            min((p.config ->> 'drop_after')::interval) AS min_drop_after, bool_or(p.policy_type = 'tiered_retention') AS tiered
        FROM lakets._policy_registry p
       WHERE p.chronotable_id = r.id AND p.enabled AND p.policy_type IN ('retention', 'tiered_retention')) pol
    ${joins}
@@ -71,7 +82,7 @@ function stateSql(access: SyncAccess): string {
 }
 
 function tableState(row: StateRow, access: SyncAccess): TableState {
-  return { gated: row.gated, shadow: shadowState(row, access), chunks: row.chunks };
+  return { gated: row.gated, due: row.due, shadow: shadowState(row, access), chunks: row.chunks };
 }
 
 /** One execute_retention() call, its table item and the chunk items still to settle from state. */
@@ -85,31 +96,85 @@ interface Call {
   group: ItemResult[];
 }
 
-const run: JobLogic = async (ctx) => {
-  const items: ItemResult[] = [];
-  const tables = await policyTables(ctx, KINDS, items);
-  const access = await syncAccess(ctx.db);
-  // Every table's state in one round trip before, and the chunks' (and, where needed, Sync's) state
-  // in one or two after all the calls: each table costs just its execute_retention() call.
-  const { rows } = await ctx.db.query<StateRow>(stateSql(access), [tables.map((t) => t.id)]);
-  const before = new Map(rows.map((r) => [r.id, tableState(r, access)]));
-  const groups: ItemResult[][] = [];
-  const calls: Call[] = [];
-  for (const t of tables) {
-    const group: ItemResult[] = [];
-    groups.push(group);
-    const state = before.get(t.id);
-    await attempt(ctx, group, { kind: 'table', name: t.name }, async () => {
-      if (!state) throw new Error(`${t.name} is no longer a ChronoTable`);
-      if (ctx.options.dryRun) return plan(ctx, t, state);
-      const c = await call(ctx, t, state, group);
-      calls.push(c);
-      return c.table;
-    });
+// The policies execute_retention stamps when it runs (lib/schema/sql/0001_core/11_retention.sql), for
+// the tables of a run ($1, in run order): a millisecond apart (the precision the order is read with),
+// the last now(), so the next run orders them as it would after one call each, one after the other.
+const STAMP_SQL = `
+  UPDATE lakets._policy_registry p
+     SET last_run_at = now() - (u.n - u.ord) * interval '1 millisecond'
+    FROM (SELECT id, ord, count(*) OVER () AS n FROM unnest($1::int[]) WITH ORDINALITY AS x(id, ord)) u
+   WHERE p.chronotable_id = u.id AND p.enabled AND p.policy_type IN ('retention', 'tiered_retention')`;
+
+/**
+ * A run. Every table's state is read in one round trip before, and the chunks' (and, where needed,
+ * Sync's) state in one or two after all the calls. A table with nothing past its cut-off gets no
+ * call: the call would drop nothing, so its item is the one the call would have made (unchanged, 0)
+ * and the stamp the call would have made (last_run_at) is made in one statement after the loop. Each table with chunks to consider costs its execute_retention() call. `everyItem`
+ * calls every table as the jobs did before: the reference the equivalence test compares this with.
+ */
+function retentionRun(everyItem: boolean): JobLogic {
+  return async (ctx) => {
+    const items: ItemResult[] = [];
+    const tables = await policyTables(ctx, KINDS, items);
+    const access = await syncAccess(ctx.db);
+    const { rows } = await ctx.db.query<StateRow>(stateSql(access), [tables.map((t) => t.id)]);
+    const before = new Map(rows.map((r) => [r.id, tableState(r, access)]));
+    // A manual run naming its tables calls each of them: LakeTS's own answer is what was asked for.
+    const callAll = everyItem || ctx.options.dryRun || ctx.options.tables !== undefined;
+    const groups: ItemResult[][] = [];
+    const calls: Call[] = [];
+    const quiet: ItemResult[] = [];
+    // The tables this run processed, in order: those it decided and those whose call returned.
+    const ran: number[] = [];
+    for (const t of tables) {
+      const group: ItemResult[] = [];
+      groups.push(group);
+      const state = before.get(t.id);
+      if (state && !state.due && !callAll) {
+        const item = decided(ctx, group, tableItem(ctx, t, state, 0));
+        if (item) {
+          quiet.push(item);
+          ran.push(t.id);
+        }
+        continue;
+      }
+      await attempt(ctx, group, { kind: 'table', name: t.name }, async () => {
+        if (!state) throw new Error(`${t.name} is no longer a ChronoTable`);
+        if (ctx.options.dryRun) return plan(ctx, t, state);
+        const c = await call(ctx, t, state, group);
+        calls.push(c);
+        ran.push(t.id);
+        return c.table;
+      });
+    }
+    if (quiet.length > 0) await stamp(ctx, ran, quiet);
+    await settle(ctx, access, calls);
+    return [...items, ...groups.flat()];
+  };
+}
+
+const run = retentionRun(false);
+
+/** The same run calling execute_retention for every table: the reference. */
+export const runCallingEveryTable = retentionRun(true);
+
+/**
+ * Stamps last_run_at of the tables that needed no call, as their calls would have, in one statement.
+ * It stamps every table the run processed (`ran`, in order), those whose call stamped them too: so
+ * the stamps keep the run's order, and the next run takes the tables in the same order as after one
+ * call each. Never throws past the run's items: when it fails, the items of the tables without a
+ * call say so (the calls' own stamps stand).
+ */
+async function stamp({ db }: JobContext, ran: number[], quiet: ItemResult[]): Promise<void> {
+  try {
+    await db.query(STAMP_SQL, [ran]);
+  } catch (error) {
+    for (const item of quiet) {
+      delete item.count;
+      Object.assign(item, { outcome: 'failed', reason: `last_run_at not stamped: ${errorLine(error)}` });
+    }
   }
-  await settle(ctx, access, calls);
-  return [...items, ...groups.flat()];
-};
+}
 
 /** A gated table whose Sync state this role cannot read: nothing can be proven, whatever the chunks. */
 function unreadable(state: TableState, force: boolean): ItemWarning | undefined {
@@ -148,21 +213,10 @@ function plan({ options }: JobContext, t: ChronoTable, state: TableState): ItemR
   ];
 }
 
-async function call(
-  { db, options }: JobContext,
-  t: ChronoTable,
-  before: TableState,
-  group: ItemResult[],
-): Promise<Call> {
-  const result = await db.query<{ dropped: number }>(
-    'SELECT lakets.execute_retention($1, $2, $3) AS dropped',
-    [t.table, t.schema, options.force],
-  );
-  // What this call dropped; the chunks are what the registry shows (another session's
-  // execute_retention at the same time may have dropped some of them).
-  const dropped = Number(result.rows[0]?.dropped ?? 0);
+/** The table item of a call that dropped `dropped` chunks (0 for a table that needed no call). */
+function tableItem({ options }: JobContext, t: ChronoTable, before: TableState, dropped: number): ItemResult {
   const warning = unreadable(before, options.force);
-  const table: ItemResult = {
+  return {
     kind: 'table',
     name: t.name,
     outcome: dropped > 0 ? 'dropped' : 'unchanged',
@@ -170,7 +224,17 @@ async function call(
     ...(options.force ? { reason: 'forced: the durability gate was skipped' } : {}),
     ...(warning ? { warning, reason: warning.message } : {}),
   };
-  return { t, before, dropped, table, group };
+}
+
+async function call(ctx: JobContext, t: ChronoTable, before: TableState, group: ItemResult[]): Promise<Call> {
+  const result = await ctx.db.query<{ dropped: number }>(
+    'SELECT lakets.execute_retention($1, $2, $3) AS dropped',
+    [t.table, t.schema, ctx.options.force],
+  );
+  // What this call dropped; the chunks are what the registry shows (another session's
+  // execute_retention at the same time may have dropped some of them).
+  const dropped = Number(result.rows[0]?.dropped ?? 0);
+  return { t, before, dropped, table: tableItem(ctx, t, before, dropped), group };
 }
 
 /**

@@ -1,0 +1,168 @@
+// A fleet of ChronoTables and RollUp chains built set-based through the public LakeTS API, for the
+// round-trip tests and the latency benchmark: the same shape at 3 tables or 10,000. Every table `fNNNNN`
+// has daily chunks (LakeTS's default window, plus one chunk 40 days old), a tiering policy (60 days) and
+// a retention policy (90 days), sync to its shadow with Lakehouse Sync (the fake) caught up for good,
+// and a row per device and hour for the last 6 hours. RollUp chains `rNNNNN_k` sit on the first tables:
+// k = 1 aggregates its table hourly, each next one aggregates the one before it.
+//
+// Each job can be given nothing to do or one unit of work per item (`setScenario`):
+//   Partition Manager  the newest partition of each table forgotten (one to create)
+//   Tiering            the tiering policy at 20 days (the old chunk is a candidate)
+//   Retention          the retention policy at 30 days (the old chunk is dropped)
+//   RollUp Refresh     refresh_lag 0 (each RollUp is due); nothing to do: 1 hour after a refresh
+import type pg from 'pg';
+import { LSN_ALWAYS_CAUGHT_UP, setSyncOfAll, WAL2DELTA_DDL } from './fake-lakehouse-sync.ts';
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+export type FleetJob = 'partition-manager' | 'tiering' | 'retention' | 'rollup-refresh';
+export type Scenario = 'nothing' | 'one';
+
+const FLEET_SQL = `
+${WAL2DELTA_DDL}
+CREATE SCHEMA IF NOT EXISTS fleet;
+
+CREATE OR REPLACE FUNCTION fleet.tname(i int) RETURNS text LANGUAGE sql IMMUTABLE
+  RETURN 'f' || lpad(i::text, 5, '0');
+CREATE OR REPLACE FUNCTION fleet.rname(i int, k int) RETURNS text LANGUAGE sql IMMUTABLE
+  RETURN 'r' || lpad(i::text, 5, '0') || '_' || k;
+
+-- The old chunk: one day, 40 days back (on the table's grid).
+CREATE OR REPLACE FUNCTION fleet.old_chunk(p_id int) RETURNS int LANGUAGE sql AS $$
+  SELECT lakets._ensure_partitions(p_id, p_range_start => now() - interval '40 days',
+                                   p_range_end => now() - interval '40 days' + interval '1 second')
+$$;
+
+CREATE OR REPLACE FUNCTION fleet.add_tables(p_from int, p_to int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  n text;
+  v_id int;
+BEGIN
+  FOR i IN p_from..p_to LOOP
+    n := fleet.tname(i);
+    EXECUTE format('CREATE TABLE public.%I (ts timestamptz NOT NULL, device int NOT NULL, value float8)', n);
+    v_id := lakets.create_chronotable(n, 'ts', interval '1 day');
+    PERFORM fleet.old_chunk(v_id);
+    PERFORM lakets.add_tiering_policy(n, interval '60 days');
+    PERFORM lakets.add_retention_policy(n, interval '90 days');
+    EXECUTE format('INSERT INTO public.%I SELECT t, d, d FROM generate_series(date_trunc(''hour'', now()) - interval ''5 hours'', '
+                   'date_trunc(''hour'', now()), interval ''1 hour'') t, generate_series(1, 2) d', n);
+    PERFORM lakets.enable_sync(n);
+  END LOOP;
+END $$;
+
+CREATE OR REPLACE FUNCTION fleet.add_chains(p_from int, p_to int, p_length int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN p_from..p_to LOOP
+    PERFORM lakets.create_rollup(fleet.rname(i, 1),
+      format('SELECT lakets.time_bucket(''1 hour'', ts) AS bucket, device, count(*)::bigint AS n, sum(value) AS v FROM public.%I GROUP BY 1, 2', fleet.tname(i)),
+      interval '1 hour', fleet.tname(i));
+    FOR k IN 2..p_length LOOP
+      PERFORM lakets.create_rollup(fleet.rname(i, k),
+        format('SELECT lakets.time_bucket(''1 hour'', bucket) AS bucket, device, sum(n)::bigint AS n, sum(v) AS v FROM public.%I GROUP BY 1, 2',
+               '_rollup_' || fleet.rname(i, k - 1)),
+        interval '1 hour', NULL, 'public', ARRAY[fleet.rname(i, k - 1)]);
+    END LOOP;
+  END LOOP;
+END $$;
+
+-- Partition Manager, one unit each: forget the newest partition of each table.
+CREATE OR REPLACE FUNCTION fleet.drop_newest() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+  c record;
+  k int := 0;
+BEGIN
+  FOR c IN SELECT DISTINCT ON (m.chronotable_id) m.id, m.chunk_name FROM lakets._chunk_metadata m
+            WHERE m.status <> 'dropped' AND m.chunk_name LIKE 'public.f%'
+            ORDER BY m.chronotable_id, m.range_start DESC LOOP
+    EXECUTE format('DROP TABLE %s', c.chunk_name);
+    DELETE FROM lakets._chunk_metadata WHERE id = c.id;
+    k := k + 1;
+  END LOOP;
+  RETURN k;
+END $$;
+
+-- Retention, after a run that dropped the old chunks: bring them back, for the tables on the UTC grid
+-- or for those on another (each from a session of its grid's zone, where LakeTS bins in it).
+CREATE OR REPLACE FUNCTION fleet.restore_old(p_offset_grid boolean) RETURNS int LANGUAGE sql AS $$
+  SELECT coalesce(sum(fleet.old_chunk(r.id)), 0)::int
+    FROM lakets._chronotable_registry r
+   WHERE r.table_name LIKE 'f%'
+     AND EXISTS (SELECT 1 FROM lakets._chunk_metadata m WHERE m.chronotable_id = r.id AND m.status = 'dropped')
+     AND (SELECT extract(epoch FROM max(m.range_start) - date_bin('1 day', max(m.range_start), timestamptz '2000-01-01 00:00:00+00')) <> 0
+            FROM lakets._chunk_metadata m WHERE m.chronotable_id = r.id AND m.status <> 'dropped') = p_offset_grid
+$$;
+`;
+
+/** Installs the builder's functions and Lakehouse Sync's table (idempotent). */
+export async function installFleet(db: Queryable): Promise<void> {
+  await db.query(FLEET_SQL);
+}
+
+/**
+ * Adds ChronoTables `from`..`to` (in slices, so no transaction holds too many locks), from `db`'s
+ * session: a session in another time zone lays them out on its grid where LakeTS reads the origin in
+ * the session's zone. Lakehouse Sync is then caught up with every shadow.
+ */
+export async function addTables(db: Queryable, from: number, to: number, slice = 50): Promise<void> {
+  for (let a = from; a <= to; a += slice) {
+    await db.query('SELECT fleet.add_tables($1, $2)', [a, Math.min(to, a + slice - 1)]);
+  }
+  await setSyncOfAll(db, 'STREAMING', LSN_ALWAYS_CAUGHT_UP);
+}
+
+/** Adds RollUp chains of `length` on tables `from`..`to` (each due: refresh_lag 0, never refreshed). */
+export async function addChains(
+  db: Queryable,
+  from: number,
+  to: number,
+  length: number,
+  slice = 50,
+): Promise<void> {
+  for (let a = from; a <= to; a += slice) {
+    await db.query('SELECT fleet.add_chains($1, $2, $3)', [a, Math.min(to, a + slice - 1), length]);
+  }
+  await db.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0'`);
+}
+
+/**
+ * Gives `job` nothing to do, or one unit of work per item. RollUp Refresh's "nothing" needs the
+ * RollUps refreshed once (run the job with "one" first): it only sets refresh_lag back to 1 hour.
+ * `offsetSession`: a session in the zone of the tables on an offset grid (where LakeTS bins in the
+ * session's zone), to bring their old chunks back.
+ */
+export async function setScenario(
+  db: Queryable,
+  job: FleetJob,
+  scenario: Scenario,
+  offsetSession: Queryable = db,
+): Promise<void> {
+  const one = scenario === 'one';
+  switch (job) {
+    case 'partition-manager':
+      if (one) await db.query('SELECT fleet.drop_newest()');
+      break;
+    case 'tiering':
+      if (!one)
+        await db.query(
+          `UPDATE lakets._chunk_metadata SET status = 'active', tiered_at = NULL WHERE status = 'tiered'`,
+        );
+      await db.query(
+        `UPDATE lakets._policy_registry SET config = jsonb_build_object('after', $1::text) WHERE policy_type = 'tiering'`,
+        [one ? '20 days' : '60 days'],
+      );
+      break;
+    case 'retention':
+      if (!one) {
+        await db.query('SELECT fleet.restore_old(false)');
+        await offsetSession.query('SELECT fleet.restore_old(true)');
+      }
+      await db.query(
+        `UPDATE lakets._policy_registry SET config = jsonb_build_object('drop_after', $1::text) WHERE policy_type = 'retention'`,
+        [one ? '30 days' : '90 days'],
+      );
+      break;
+    case 'rollup-refresh':
+      await db.query('UPDATE lakets._rollup_registry SET refresh_lag = $1::interval', [one ? '0' : '1 hour']);
+      break;
+  }
+}
