@@ -6,7 +6,7 @@
 // The deployed functions learn the targets from a build-time constant (bundled with the code, so the
 // Lambda environment stays small whatever the number of targets); neither it nor LAKETS_TARGETS set:
 // today's single-target environment, a one-target estate named `default`.
-import { ConfigError, isIanaTimeZone, type Setting, SETTINGS } from './settings.ts';
+import { ConfigError, isIanaTimeZone, SETTINGS, type Setting } from './settings.ts';
 
 /** One job's setting for one target: left out (`enabled: false`) or on another schedule. */
 export interface JobOverride {
