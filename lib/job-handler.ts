@@ -15,7 +15,7 @@ import { timeBudget } from './jobs/budget.ts';
 import { type CheckReport, loginFailed, preflight } from './jobs/check.ts';
 import type { Job } from './jobs/definition.ts';
 import type { CheckedJob } from './jobs/needs.ts';
-import { PayloadError, parseInvocation } from './jobs/payload.ts';
+import { invocationTarget, PayloadError, parseInvocation } from './jobs/payload.ts';
 import { runJob } from './jobs/runner.ts';
 import type { JobReport } from './jobs/types.ts';
 import { type Connector, type ConnectorDeps, getConnector } from './lakebase/index.ts';
@@ -128,11 +128,11 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
   let current: string | undefined;
   // Parse, connect, run (or check): what can fail before a report exists.
   const run = async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
-    const options = parseInvocation(job, event);
-    const { name, config } = resolve(options.target);
+    const { name, config } = resolve(invocationTarget(event));
     current = name;
     logger.appendKeys({ target: name });
     metrics.addDimension(TARGET_DIMENSION, name);
+    const options = parseInvocation(job, event);
     const connector = getConnector(config, connectorDepsOf(name));
     if (options.check) return checkConnection([job], connector, config.kind === 'databricks');
     // The run files every NOTICE/WARNING with its item (or the report): the connection's own

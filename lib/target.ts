@@ -1,8 +1,15 @@
 // Which database an invocation is for: the event's target name, resolved against the deployment's
 // targets (lib/estate.ts) to that target's connection configuration, parsed by the same rules as
 // today's single-target environment. A deployment without targets is a one-target estate, `default`.
-import { type LakebaseConfig, getConfig, parseConfig } from './config.ts';
-import { DEFAULT_TARGET, deployedTargets, findTarget, listNames, type TargetEntry, targetEnv } from './estate.ts';
+import { getConfig, type LakebaseConfig, parseConfig } from './config.ts';
+import {
+  DEFAULT_TARGET,
+  deployedTargets,
+  findTarget,
+  listNames,
+  type TargetEntry,
+  targetEnv,
+} from './estate.ts';
 import { PayloadError } from './jobs/payload.ts';
 import { ConfigError } from './settings.ts';
 

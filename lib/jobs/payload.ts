@@ -66,9 +66,21 @@ export function parseInvocation(job: PayloadSpec, event: unknown): Invocation {
   return { ...manual(job, payload), ...named };
 }
 
+/**
+ * The target an event names, or undefined: read before the rest of the payload is checked, so that a
+ * bad payload for a known target is logged and counted under that target.
+ */
+export function invocationTarget(event: unknown): string | undefined {
+  if (typeof event !== 'object' || event === null || Array.isArray(event) || !(TARGET_FIELD in event))
+    return undefined;
+  return targetName((event as Record<string, unknown>)[TARGET_FIELD]);
+}
+
 function targetName(value: unknown): string {
   if (typeof value !== 'string' || value.trim() === '') {
-    throw new PayloadError(`"${TARGET_FIELD}" must be a target's name (a non-empty string), not ${describe(value)}`);
+    throw new PayloadError(
+      `"${TARGET_FIELD}" must be a target's name (a non-empty string), not ${describe(value)}`,
+    );
   }
   return value.trim();
 }
