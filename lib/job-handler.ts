@@ -96,6 +96,11 @@ export interface HandlerDeps {
   env?: Record<string, string | undefined>;
 }
 
+/** The target of one invocation, once resolved. */
+interface At {
+  target?: string;
+}
+
 /** A report (or check report) with the target it is for. */
 export type TargetReport<R> = R & { target: string };
 
@@ -124,12 +129,11 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
     }
     return d;
   };
-  // The invocation's target, once resolved (the failure record and RunFailed name it).
-  let current: string | undefined;
-  // Parse, connect, run (or check): what can fail before a report exists.
-  const run = async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
+  // Parse, connect, run (or check): what can fail before a report exists. `at` records the
+  // invocation's target once resolved (the failure record and RunFailed name it).
+  const run = async (event: unknown, context: Context, at: At): Promise<JobReport | CheckReport> => {
     const { name, config } = resolve(invocationTarget(event));
-    current = name;
+    at.target = name;
     logger.appendKeys({ target: name });
     metrics.addDimension(TARGET_DIMENSION, name);
     const options = parseInvocation(job, event);
@@ -155,38 +159,43 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
     }
   };
   // Logs and counts one failed invocation under its stable code, then rethrows it.
-  const fail = (error: unknown, message: string, extra: Record<string, unknown>): never => {
+  const fail = (at: At, error: unknown, message: string, extra: Record<string, unknown>): never => {
     const code = failureCode(error);
-    if (current === undefined) {
+    if (at.target === undefined) {
       logger.appendKeys({ target: UNRESOLVED_TARGET });
       metrics.addDimension(TARGET_DIMENSION, UNRESOLVED_TARGET);
     }
     logger.error(message, { errorCode: code, ...extra });
-    publishRunFailed(metrics, code, current ?? UNRESOLVED_TARGET);
+    publishRunFailed(metrics, code, at.target ?? UNRESOLVED_TARGET);
     throw error;
   };
-  const withTarget = <R extends object>(result: R): TargetReport<R> => ({
+  const withTarget = <R extends object>(at: At, result: R): TargetReport<R> => ({
     ...result,
-    target: current ?? UNRESOLVED_TARGET,
+    target: at.target ?? UNRESOLVED_TARGET,
   });
-  const invoke = async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
+  const invoke = async (event: unknown, context: Context, at: At): Promise<JobReport | CheckReport> => {
     let result: JobReport | CheckReport;
     try {
-      result = await run(event, context);
+      result = await run(event, context, at);
     } catch (error) {
       // No report: this record and RunFailed are all that say the run never happened.
-      return fail(error, `${job.name} failed: ${error instanceof Error ? error.message : String(error)}`, {
+      return fail(
+        at,
         error,
-      });
+        `${job.name} failed: ${error instanceof Error ? error.message : String(error)}`,
+        {
+          error,
+        },
+      );
     }
     if ('check' in result) {
-      const checked = withTarget(result);
+      const checked = withTarget(at, result);
       if (checked.status !== 'pass')
-        return fail(new CheckFailed(checked), `${job.name} check ${checked.status}`, { report: checked });
+        return fail(at, new CheckFailed(checked), `${job.name} check ${checked.status}`, { report: checked });
       logger.info(`${job.name} check ${checked.status}`, { report: checked });
       return checked;
     }
-    const report = withTarget(result);
+    const report = withTarget(at, result);
     for (const item of report.items) {
       if (item.notices || item.outcome === 'failed' || item.outcome === 'deferred') {
         const level = item.outcome === 'failed' ? 'warn' : 'info';
@@ -195,18 +204,17 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
     }
     publish(metrics, job, report);
     if (report.status === 'failed' || report.status === 'partial') {
-      return fail(new JobFailed(report), `${job.name} ${report.status}`, { report });
+      return fail(at, new JobFailed(report), `${job.name} ${report.status}`, { report });
     }
     logger[report.status === 'warning' ? 'warn' : 'info'](`${job.name} ${report.status}`, { report });
     return report;
   };
   return async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
-    current = undefined;
     // Request dimensions are cleared when the metrics are flushed; cleared here too so that a caller
     // that never flushes (tests driving jobHandler) cannot carry one target's dimension into the next.
     metrics.clearDimensions();
     try {
-      return await invoke(event, context);
+      return await invoke(event, context, {});
     } finally {
       // A warm container's next invocation may be another target's: its key must not leak there.
       logger.removeKeys(['target']);
