@@ -3,7 +3,8 @@
 // two fake workspaces (two service principals, two hosts) and one Provisioned instance on the first
 // workspace, each a database of the harness's one PostgreSQL 17 cluster; Secrets Manager and the
 // workspaces are the HTTPS fakes, driven by the real SDK clients. One target broken (its instance
-// STOPPED) fails alone, with its own code, log record and RunFailed metric naming it; the others end ok.
+// STOPPED, or its role without grants) fails alone, with its own code, log record and RunFailed metric
+// naming it; the others end ok.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -219,6 +220,52 @@ describe('an estate of three databases', () => {
     // A stopped instance is not waited for (the jobs never start one): each of its invocations ends
     // at once, so a container handling the good targets next is not held up by it.
     for (const o of outcomes.filter((x) => x.target === 'gamma')) expect(o.ms).toBeLessThan(QUICK.budgetMs);
+  });
+
+  it('a target whose role has no grants in its database fails alone, under its own name; the others end ok', async () => {
+    // A fourth database, set up like the others but never granted to the service principal.
+    const delta = await freshDatabase();
+    await lakeTsDatabase(delta);
+    wsB.fake.projects['delta'] = project('delta')['delta'] as FakeProject;
+    const estate = [
+      ...targets.slice(0, 2),
+      {
+        name: 'delta',
+        databricksHost: wsB.fake.url,
+        spSecretName: wsB.secretId,
+        lakebaseProject: 'delta',
+        database: delta.name,
+      },
+    ];
+    const env = { LAKETS_TARGETS: JSON.stringify(estate) };
+    const fns = new Map(
+      JOB_NAMES.map((job) => [job, makeHandler(jobNamed(job), { connector: containerDeps(), env })] as const),
+    );
+    const before = await stateFingerprint(await delta.connect());
+    output.length = 0;
+    const outcomes: Outcome[] = [];
+    for (const job of JOB_NAMES) {
+      for (const target of ['delta', 'alpha', 'beta']) outcomes.push(await run(fns, job, target));
+    }
+    const good = outcomes.filter((o) => o.target !== 'delta');
+    expect(good.map((o) => o.status ?? o.code)).toEqual(good.map(() => 'ok'));
+    const bad = outcomes.filter((o) => o.target === 'delta');
+    expect(bad.every((o) => o.status !== 'ok')).toBe(true);
+    expect(await stateFingerprint(await delta.connect())).toBe(before);
+    const failures = records().filter((r) => r['errorCode'] !== undefined);
+    expect(new Set(failures.map((r) => r['target']))).toEqual(new Set(['delta']));
+    expect(failures).toHaveLength(bad.filter((o) => o.code).length);
+    const failed = records().filter((r) => r['RunFailed'] !== undefined);
+    expect(new Set(failed.map((r) => r['target']))).toEqual(new Set(['delta']));
+    expect(failed.map((r) => r['code'])).toEqual(failures.map((r) => r['errorCode']));
+    // Each job of the broken target is a failed run (its report logged), counted as JOB_FAILED.
+    expect(bad.map((o) => o.code)).toEqual(JOB_NAMES.map(() => 'JobFailed'));
+    expect(failures.map((r) => [r['service'], r['errorCode']])).toEqual(
+      JOB_NAMES.map((j) => [j, 'JOB_FAILED']),
+    );
+    expect(failures.map((r) => (r['report'] as { target?: string } | undefined)?.target)).toEqual(
+      JOB_NAMES.map(() => 'delta'),
+    );
   });
 
   it('a Provisioned target runs all four jobs too, once its instance is available', async () => {
