@@ -4,20 +4,30 @@
 // report is logged, so alarms and the on-failure destination fire. Every invocation that fails, before
 // its report exists or with it, writes one error record with a stable `errorCode` and counts one
 // RunFailed by that code: the dashboard sees runs that never started too.
+// The event names its target (one database of the estate); its log records carry `target`, its report
+// too, and its metrics a `target` dimension besides `service`. Connectors (and with them credentials,
+// resolved hosts and caches) are kept per target; only the service principal's secret is shared, by id.
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { getConfig } from './config.ts';
 import { timeBudget } from './jobs/budget.ts';
 import { type CheckReport, loginFailed, preflight } from './jobs/check.ts';
 import type { Job } from './jobs/definition.ts';
 import type { CheckedJob } from './jobs/needs.ts';
-import { PayloadError, parseInvocation } from './jobs/payload.ts';
+import { invocationTarget, PayloadError, parseInvocation } from './jobs/payload.ts';
 import { runJob } from './jobs/runner.ts';
 import type { JobReport } from './jobs/types.ts';
 import { type Connector, type ConnectorDeps, getConnector } from './lakebase/index.ts';
-import { type Observability, observability, publish, publishRunFailed } from './observability.ts';
+import {
+  type Observability,
+  observability,
+  publish,
+  publishRunFailed,
+  TARGET_DIMENSION,
+  UNRESOLVED_TARGET,
+} from './observability.ts';
+import { type TargetResolver, targetResolver } from './target.ts';
 
 export class JobFailed extends Error {
   override name = 'JobFailed';
@@ -82,7 +92,17 @@ export function jobReport(result: JobReport | CheckReport): JobReport {
 export interface HandlerDeps {
   /** Connection-library dependencies (tests point them at local fakes). */
   connector?: ConnectorDeps;
+  /** Where LAKETS_TARGETS (or, without it, the single target's variables) is read. Default: process.env. */
+  env?: Record<string, string | undefined>;
 }
+
+/** The target of one invocation, once resolved. */
+interface At {
+  target?: string;
+}
+
+/** A report (or check report) with the target it is for. */
+export type TargetReport<R> = R & { target: string };
 
 /** The stable code a failed invocation is logged and counted under. */
 export function failureCode(error: unknown): string {
@@ -95,13 +115,29 @@ export function failureCode(error: unknown): string {
 }
 
 export function jobHandler(job: Job, { logger, metrics }: Observability, deps: HandlerDeps = {}) {
-  // One object for the container's life: connectors (and their caches) are kept per deps object.
-  const connectorDeps: ConnectorDeps = { log: logger, ...deps.connector };
-  // Parse, connect, run (or check): what can fail before a report exists.
-  const run = async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
+  const resolve: TargetResolver = targetResolver(deps.env);
+  // Connectors (and their caches) are kept per deps object: one object per target, for the
+  // container's life, so no credential, resolved host or cache ever serves another target. The
+  // secret sources are one map for all: a secret shared by targets is read once.
+  const secretSources = deps.connector?.secretSources ?? new Map();
+  const perTarget = new Map<string, ConnectorDeps>();
+  const connectorDepsOf = (target: string): ConnectorDeps => {
+    let d = perTarget.get(target);
+    if (!d) {
+      d = { log: logger, ...deps.connector, secretSources };
+      perTarget.set(target, d);
+    }
+    return d;
+  };
+  // Parse, connect, run (or check): what can fail before a report exists. `at` records the
+  // invocation's target once resolved (the failure record and RunFailed name it).
+  const run = async (event: unknown, context: Context, at: At): Promise<JobReport | CheckReport> => {
+    const { name, config } = resolve(invocationTarget(event));
+    at.target = name;
+    logger.appendKeys({ target: name });
+    metrics.addDimension(TARGET_DIMENSION, name);
     const options = parseInvocation(job, event);
-    const config = getConfig();
-    const connector = getConnector(config, connectorDeps);
+    const connector = getConnector(config, connectorDepsOf(name));
     if (options.check) return checkConnection([job], connector, config.kind === 'databricks');
     // The run files every NOTICE/WARNING with its item (or the report): the connection's own
     // notice log line would say each one twice.
@@ -123,29 +159,43 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
     }
   };
   // Logs and counts one failed invocation under its stable code, then rethrows it.
-  const fail = (error: unknown, message: string, extra: Record<string, unknown>): never => {
+  const fail = (at: At, error: unknown, message: string, extra: Record<string, unknown>): never => {
     const code = failureCode(error);
+    if (at.target === undefined) {
+      logger.appendKeys({ target: UNRESOLVED_TARGET });
+      metrics.addDimension(TARGET_DIMENSION, UNRESOLVED_TARGET);
+    }
     logger.error(message, { errorCode: code, ...extra });
-    publishRunFailed(metrics, code);
+    publishRunFailed(metrics, code, at.target ?? UNRESOLVED_TARGET);
     throw error;
   };
-  return async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
+  const withTarget = <R extends object>(at: At, result: R): TargetReport<R> => ({
+    ...result,
+    target: at.target ?? UNRESOLVED_TARGET,
+  });
+  const invoke = async (event: unknown, context: Context, at: At): Promise<JobReport | CheckReport> => {
     let result: JobReport | CheckReport;
     try {
-      result = await run(event, context);
+      result = await run(event, context, at);
     } catch (error) {
       // No report: this record and RunFailed are all that say the run never happened.
-      return fail(error, `${job.name} failed: ${error instanceof Error ? error.message : String(error)}`, {
+      return fail(
+        at,
         error,
-      });
+        `${job.name} failed: ${error instanceof Error ? error.message : String(error)}`,
+        {
+          error,
+        },
+      );
     }
     if ('check' in result) {
-      if (result.status !== 'pass')
-        return fail(new CheckFailed(result), `${job.name} check ${result.status}`, { report: result });
-      logger.info(`${job.name} check ${result.status}`, { report: result });
-      return result;
+      const checked = withTarget(at, result);
+      if (checked.status !== 'pass')
+        return fail(at, new CheckFailed(checked), `${job.name} check ${checked.status}`, { report: checked });
+      logger.info(`${job.name} check ${checked.status}`, { report: checked });
+      return checked;
     }
-    const report = result;
+    const report = withTarget(at, result);
     for (const item of report.items) {
       if (item.notices || item.outcome === 'failed' || item.outcome === 'deferred') {
         const level = item.outcome === 'failed' ? 'warn' : 'info';
@@ -154,10 +204,21 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
     }
     publish(metrics, job, report);
     if (report.status === 'failed' || report.status === 'partial') {
-      return fail(new JobFailed(report), `${job.name} ${report.status}`, { report });
+      return fail(at, new JobFailed(report), `${job.name} ${report.status}`, { report });
     }
     logger[report.status === 'warning' ? 'warn' : 'info'](`${job.name} ${report.status}`, { report });
     return report;
+  };
+  return async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
+    // Request dimensions are cleared when the metrics are flushed; cleared here too so that a caller
+    // that never flushes (tests driving jobHandler) cannot carry one target's dimension into the next.
+    metrics.clearDimensions();
+    try {
+      return await invoke(event, context, {});
+    } finally {
+      // A warm container's next invocation may be another target's: its key must not leak there.
+      logger.removeKeys(['target']);
+    }
   };
 }
 

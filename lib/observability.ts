@@ -16,20 +16,35 @@ export function observability(job: JobName): Observability {
   return { logger, metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName: job, logger }) };
 }
 
-/** Counts invocations that ended as a Lambda error, by stable code (dimensions: service, code). */
+/** Counts invocations that ended as a Lambda error, by stable code (dimensions: service, target, code). */
 export const RUN_FAILED_METRIC = 'RunFailed';
 export const FAILURE_CODE_DIMENSION = 'code';
+/** The dimension naming the target (the database of the estate) of every metric of a run. */
+export const TARGET_DIMENSION = 'target';
+/**
+ * The target of an invocation whose event named none this deployment knows (never a target's name:
+ * those begin with a letter or digit). Its metrics and log records carry this instead.
+ */
+export const UNRESOLVED_TARGET = '-';
 
 /**
  * The one RunFailed datapoint of a failed invocation. The code dimension must not reach the report's
- * metrics, which the alarms read by {service} only: with a report's metrics stored it goes out as its
- * own EMF record (single metric); without (the run never started) it is the invocation's only metric,
- * flushed with the others, so that Metrics has something to publish and no warning to log.
+ * metrics, which the alarms read by {service, target} only: with a report's metrics stored it goes out
+ * as its own EMF record (single metric, which starts from the default dimensions: the target is added
+ * to it here); without (the run never started) it is the invocation's only metric, flushed with the
+ * others, so that Metrics has something to publish and no warning to log. `metrics` already carries
+ * the target dimension (the handler adds it to every invocation).
  */
-export function publishRunFailed(metrics: Metrics, code: string): void {
-  const target = metrics.hasStoredMetrics() ? metrics.singleMetric() : metrics;
-  target.addDimension(FAILURE_CODE_DIMENSION, code);
-  target.addMetric(RUN_FAILED_METRIC, MetricUnit.Count, 1);
+export function publishRunFailed(metrics: Metrics, code: string, target: string): void {
+  if (metrics.hasStoredMetrics()) {
+    const single = metrics.singleMetric();
+    single.addDimension(TARGET_DIMENSION, target);
+    single.addDimension(FAILURE_CODE_DIMENSION, code);
+    single.addMetric(RUN_FAILED_METRIC, MetricUnit.Count, 1);
+    return;
+  }
+  metrics.addDimension(FAILURE_CODE_DIMENSION, code);
+  metrics.addMetric(RUN_FAILED_METRIC, MetricUnit.Count, 1);
 }
 
 /** The per-run metrics of a job's report (the names the alarms and the dashboard use). */

@@ -1,20 +1,25 @@
 // `npm run check [-- <job>] [--json]`: the preflight check, run no job. Connects exactly as the jobs
 // do (the same configuration: LAKETS_DATABASE_URL, or the Databricks path with LAKETS_PROJECT or LAKETS_LAKEBASE_INSTANCE,
 // DATABRICKS_HOST and the service principal's secret) and reports, item by item, what passes and
-// how to fix what fails. Exit code 1 when anything failed.
+// how to fix what fails. Exit code 1 when anything failed. With LAKETS_TARGETS (an estate), `--target
+// <name>` says which target's database to check (required when there are several).
 import { parseArgs } from 'node:util';
 import { formatCheck } from '../dev/format-check.ts';
-import { getConfig } from '../lib/config.ts';
 import { checkConnection } from '../lib/job-handler.ts';
 import { JOB_LIST, JOB_NAMES, type JobName, jobNamed } from '../lib/jobs/catalog.ts';
 import { getConnector } from '../lib/lakebase/index.ts';
+import { targetResolver } from '../lib/target.ts';
 
-const USAGE = `usage: npm run check -- [${JOB_NAMES.join('|')}] [--json]\n  without a job: what all four jobs need\n`;
+const USAGE = `usage: npm run check -- [${JOB_NAMES.join('|')}] [--target <name>] [--json]\n  without a job: what all four jobs need\n  --target: the target (of LAKETS_TARGETS) to check\n`;
 
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      json: { type: 'boolean' },
+      target: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
     process.stdout.write(USAGE);
@@ -26,7 +31,8 @@ async function main(): Promise<number> {
     return 2;
   }
   const jobs = job ? [jobNamed(job as JobName)] : JOB_LIST;
-  const config = getConfig();
+  const { name, config } = targetResolver(process.env)(values.target);
+  if (name !== 'default' || values.target) process.stderr.write(`npm run check: target ${name}\n`);
   const report = await checkConnection(jobs, getConnector(config), config.kind === 'databricks');
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatCheck(report));
   return report.status === 'pass' ? 0 : 1;

@@ -1,11 +1,12 @@
 // `npm run invoke -- <job> ['<json payload>']`: runs the real Lambda handler in-process with an
 // EventBridge Scheduler-shaped event (or the given manual payload) and prints the report as JSON on
 // stdout. LAKETS_DATABASE_URL connects directly; otherwise the Databricks path (LAKETS_PROJECT or LAKETS_LAKEBASE_INSTANCE,
-// DATABRICKS_HOST, LAKETS_SP_SECRET_ID or DATABRICKS_CLIENT_ID/SECRET) is used.
+// DATABRICKS_HOST, LAKETS_SP_SECRET_ID or DATABRICKS_CLIENT_ID/SECRET) is used. With LAKETS_TARGETS (an
+// estate), the payload names the target, '{"target": "<name>"}', as a schedule's event does.
 import { JOB_NAMES, type JobName, jobNamed } from '../lib/jobs/catalog.ts';
 
 const [job, payloadText, ...extra] = process.argv.slice(2);
-const usage = `usage: npm run invoke -- <${JOB_NAMES.join('|')}> ['<json payload>']`;
+const usage = `usage: npm run invoke -- <${JOB_NAMES.join('|')}> ['<json payload>'], e.g. '{"target": "eu-prod", "dryRun": true}'`;
 if (!job || extra.length > 0 || !(JOB_NAMES as readonly string[]).includes(job)) {
   console.error(job ? `invoke: unknown job ${JSON.stringify(job)}; ${usage}` : usage);
   process.exit(2);

@@ -22,6 +22,8 @@ export interface CheckItem {
 
 export interface CheckReport {
   check: true;
+  /** The target checked; set by the handler. */
+  target?: string;
   jobs: JobName[];
   /** `fail` when any item failed; warnings do not fail the check. */
   status: 'pass' | 'fail';

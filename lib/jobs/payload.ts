@@ -1,7 +1,8 @@
 // Parses the invocation event into JobOptions, once, at the edge. A scheduled event (from
 // EventBridge Scheduler, or an empty `{}` from a bare `aws lambda invoke`) runs the job with
 // defaults; anything else is a manual payload, validated strictly: an unknown field or a wrong
-// type is an error and nothing runs.
+// type is an error and nothing runs. Every payload, scheduled or manual, may name its target (the
+// database of an estate it is for): `{"target": "<name>", ...}`; the handler resolves the name.
 import { displayIdentifier, identifierProblem } from '../identifier.ts';
 import { oneLine } from '../one-line.ts';
 import type { JobName, PayloadField } from './spec.ts';
@@ -46,16 +47,47 @@ export interface PayloadSpec {
   readonly payload: readonly PayloadField[];
 }
 
-export function parseInvocation(job: PayloadSpec, event: unknown): JobOptions {
+/** The field naming the target, accepted beside every job's own fields. */
+export const TARGET_FIELD = 'target';
+
+/** The options of an invocation, and the target it names (absent when it names none). */
+export type Invocation = JobOptions & { target?: string };
+
+export function parseInvocation(job: PayloadSpec, event: unknown): Invocation {
   const defaults: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
   if (event === undefined || event === null) return defaults;
   if (typeof event !== 'object' || Array.isArray(event)) {
     throw new PayloadError(`payload must be a JSON object such as {"dryRun": true}, not ${describe(event)}`);
   }
-  const payload = event as Record<string, unknown>;
-  if (Object.keys(payload).length === 0 || isScheduled(payload)) return defaults;
+  const { [TARGET_FIELD]: rawTarget, ...payload } = event as Record<string, unknown>;
+  const named = TARGET_FIELD in event ? { target: targetName(rawTarget) } : {};
+  // A schedule's event is {"target": "<name>"} alone (or with Scheduler's context attributes).
+  if (Object.keys(payload).length === 0 || isScheduled(payload)) return { ...defaults, ...named };
+  return { ...manual(job, payload), ...named };
+}
 
-  const allowed: readonly string[] = job.payload;
+/**
+ * The target an event names, or undefined: read before the rest of the payload is checked, so that a
+ * bad payload for a known target is logged and counted under that target.
+ */
+export function invocationTarget(event: unknown): string | undefined {
+  if (typeof event !== 'object' || event === null || Array.isArray(event) || !(TARGET_FIELD in event))
+    return undefined;
+  return targetName((event as Record<string, unknown>)[TARGET_FIELD]);
+}
+
+function targetName(value: unknown): string {
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new PayloadError(
+      `"${TARGET_FIELD}" must be a target's name (a non-empty string), not ${describe(value)}`,
+    );
+  }
+  return value.trim();
+}
+
+function manual(job: PayloadSpec, payload: Record<string, unknown>): JobOptions {
+  const defaults: JobOptions = { dryRun: false, force: false, trigger: 'schedule' };
+  const allowed: readonly string[] = [...job.payload, TARGET_FIELD];
   const unknown = Object.keys(payload).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) {
     throw new PayloadError(
@@ -68,7 +100,7 @@ export function parseInvocation(job: PayloadSpec, event: unknown): JobOptions {
     const other = Object.keys(payload).find((k) => k !== 'check');
     if (other !== undefined) {
       throw new PayloadError(
-        `"check" runs no job, so it takes no other field (got ${JSON.stringify(truncate(other))}); send {"check": true} alone`,
+        `"check" runs no job, so it takes no other field but "${TARGET_FIELD}" (got ${JSON.stringify(truncate(other))}); send {"check": true} alone`,
       );
     }
     return { ...options, check: true };

@@ -11,7 +11,8 @@ export const SERVICE_DIMENSION = 'service';
 export type JobName = 'partition-manager' | 'tiering' | 'retention' | 'rollup-refresh';
 
 /**
- * Metric names the handlers emit (Powertools Metrics, namespace LakeTS, dimension service=<job>). CloudWatch
+ * Metric names the handlers emit (Powertools Metrics, namespace LakeTS, dimensions service=<job> and
+ * target=<target name>, `default` for a single-target deployment). CloudWatch
  * matches dimension sets exactly: the alarms and dashboard read {service} only, so a handler that adds
  * other default dimensions would publish metrics they never see.
  */

@@ -73,6 +73,8 @@ export type RunStatus = 'ok' | 'warning' | 'partial' | 'failed' | 'skipped' | 'i
 
 export interface JobReport {
   job: JobName;
+  /** The target (database of the estate) the run was for; set by the handler (`default`: single target). */
+  target?: string;
   status: RunStatus;
   startedAt: string;
   finishedAt: string;

@@ -33,6 +33,12 @@ export interface ConnectorDeps {
    */
   secretsManager?: SecretsManagerClient;
   log?: Log;
+  /**
+   * Credential sources by secret id, shared by the connectors of every target of a handler: a
+   * service principal serving several targets is read from Secrets Manager once per container (and
+   * re-read once for all of them after an authentication failure). Unset: each connector its own.
+   */
+  secretSources?: Map<string, CredentialSource>;
   /** Postgres port of the Lakebase endpoint. Default 5432. */
   port?: number;
   /** Extra PEM CA for Postgres TLS, trusted besides the system roots (tests). */
@@ -171,7 +177,11 @@ function databricksConnector(
   let lastConnection: ConnectionInfo | undefined;
 
   let credentials: CredentialSource;
-  if (config.secretId) {
+  const shared = config.secretId ? deps.secretSources?.get(config.secretId) : undefined;
+  if (shared) {
+    credentials = shared;
+  } else if (config.secretId) {
+    // Counted by the connector that made the source (the reads of a shared one are the fake's to count).
     credentials = secretsManagerCredentials(config.secretId, {
       client: deps.secretsManager ?? createSecretsManagerClient(),
       log,
@@ -179,6 +189,7 @@ function databricksConnector(
         stats.secretReads += 1;
       },
     });
+    deps.secretSources?.set(config.secretId, credentials);
   } else if (config.clientId && config.clientSecret) {
     credentials = staticCredentials(config.clientId, config.clientSecret.reveal());
   } else {

@@ -238,12 +238,15 @@ describe('failures, overlap and the clock', () => {
       expect(logged.length).toBeGreaterThan(0);
       expect(lastMetrics('rollup-refresh')).toMatchObject({ RollupsFailed: 1, ItemsFailed: 1 });
       // One coded record (the report's), and RunFailed by code in its own EMF record: the report's
-      // metrics keep the {service} dimensions the alarms read.
+      // metrics keep the {service, target} dimensions the alarms read (a single-target deployment's
+      // target is `default`).
       expect(logged.map((l) => JSON.parse(l).errorCode)).toEqual(['JOB_PARTIAL']);
       const emf = output.filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l));
       const failed = emf.filter((e) => e.RunFailed !== undefined && e.service === 'rollup-refresh');
-      expect(failed).toMatchObject([{ RunFailed: 1, code: 'JOB_PARTIAL' }]);
-      expect(failed[0]._aws.CloudWatchMetrics[0].Dimensions).toEqual([['service', 'code']]);
+      expect(failed).toMatchObject([{ RunFailed: 1, code: 'JOB_PARTIAL', target: 'default' }]);
+      expect(failed[0]._aws.CloudWatchMetrics[0].Dimensions).toEqual([['service', 'target', 'code']]);
+      const reportMetrics = emf.filter((e) => e.ItemsFailed !== undefined && e.service === 'rollup-refresh');
+      expect(reportMetrics.at(-1)?._aws.CloudWatchMetrics[0].Dimensions).toEqual([['service', 'target']]);
       expect(emf.filter((e) => e.ItemsFailed !== undefined && e.code !== undefined)).toEqual([]);
     } finally {
       await world.admin.query(`ALTER TABLE public._rollup_fleet_hourly DROP CONSTRAINT broken`);
