@@ -263,7 +263,7 @@ export function deployedTargets(env: Record<string, string | undefined> = proces
   if (typeof __LAKETS_TARGETS__ !== 'undefined') {
     return { source: 'bundle', entries: parseTargets(JSON.parse(__LAKETS_TARGETS__), 'the bundled targets') };
   }
-  const text = env['LAKETS_TARGETS']?.trim();
+  const text = env[SETTINGS.targets.env]?.trim();
   if (!text) return { source: 'environment' };
   let json: unknown;
   try {

@@ -204,6 +204,11 @@ export const SETTINGS = {
     env: 'LAKETS_DATABASE_URL',
     doc: 'a direct Postgres URL for local runs and tests: bypasses Databricks and Secrets Manager, and wins over everything above',
   },
+  targets: {
+    kind: 'local',
+    env: 'LAKETS_TARGETS',
+    doc: 'the targets of an estate for local runs and tests: a JSON array with the keys of a targets file (docs/estate.md); `npm run invoke` and `npm run check` then take a target. Deployed functions have the targets bundled, never in their environment',
+  },
   clientId: {
     kind: 'local',
     env: 'DATABRICKS_CLIENT_ID',

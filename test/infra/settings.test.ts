@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { jobEnvironment, type LakeTsConfig, parseConfig as parseContext } from '../../infra/config.ts';
 import { defineApp } from '../../infra/stack.ts';
 import { parseConfig as parseEnvironment } from '../../lib/config.ts';
+import { targetResolver } from '../../lib/target.ts';
 import { JOB_NAMES } from '../../lib/jobs/catalog.ts';
 import { METRICS_NAMESPACE } from '../../lib/jobs/spec.ts';
 import {
@@ -61,7 +62,10 @@ function functionEnvironments(context: Record<string, unknown>): Record<string, 
     .map((r) => r.Properties.Environment.Variables);
 }
 
-/** Parses `env` as a handler does and records every variable it looks at. */
+/**
+ * Parses `env` as a handler does (the deployment's targets first, then the one target's settings) and
+ * records every variable it looks at.
+ */
 function handlerReads(env: Record<string, string>): { config: unknown; read: Set<string> } {
   const read = new Set<string>();
   const watched = new Proxy(env, {
@@ -70,7 +74,7 @@ function handlerReads(env: Record<string, string>): { config: unknown; read: Set
       return Reflect.get(target, key);
     },
   });
-  return { config: parseEnvironment(watched), read };
+  return { config: targetResolver(watched)(undefined).config, read };
 }
 
 describe("each function's environment", () => {
