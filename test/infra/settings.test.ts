@@ -8,7 +8,6 @@ import { describe, expect, it } from 'vitest';
 import { jobEnvironment, type LakeTsConfig, parseConfig as parseContext } from '../../infra/config.ts';
 import { defineApp } from '../../infra/stack.ts';
 import { parseConfig as parseEnvironment } from '../../lib/config.ts';
-import { targetResolver } from '../../lib/target.ts';
 import { JOB_NAMES } from '../../lib/jobs/catalog.ts';
 import { METRICS_NAMESPACE } from '../../lib/jobs/spec.ts';
 import {
@@ -19,6 +18,7 @@ import {
   settingsTable,
   withSettingsTable,
 } from '../../lib/settings.ts';
+import { targetResolver } from '../../lib/target.ts';
 import { REQUIRED_CONTEXT } from './synth.ts';
 
 const SEED = 14_2;
