@@ -11,6 +11,7 @@
 //   Retention          the retention policy at 30 days (the old chunk is dropped)
 //   RollUp Refresh     refresh_lag 0 (each RollUp is due); nothing to do: 1 hour after a refresh
 import type pg from 'pg';
+import type { JobReport } from '../lib/jobs/types.ts';
 import { LSN_ALWAYS_CAUGHT_UP, setSyncOfAll, WAL2DELTA_DDL } from './fake-lakehouse-sync.ts';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -165,4 +166,16 @@ export async function setScenario(
       await db.query('UPDATE lakets._rollup_registry SET refresh_lag = $1::interval', [one ? '0' : '1 hour']);
       break;
   }
+}
+
+/** Units of work a run did: tables given a partition, chunks tiered or dropped, RollUps refreshed. */
+export function unitsOf(job: FleetJob, report: JobReport): number {
+  const outcome = {
+    'partition-manager': 'created',
+    tiering: 'tiered',
+    retention: 'dropped',
+    'rollup-refresh': 'refreshed',
+  }[job];
+  const kind = job === 'partition-manager' ? 'table' : job === 'rollup-refresh' ? 'rollup' : 'chunk';
+  return report.items.filter((i) => i.kind === kind && i.outcome === outcome).length;
 }
