@@ -12,16 +12,17 @@
 // table of 10,000 tables in 5 minutes: how many runs a full pass takes, the time budget resuming it);
 // then the fleet grown to 10,000 ChronoTables for the nothing-to-do runs at every delay, the same pass
 // under the real 5-minute budget, and the one-unit runs at 0 ms.
-import pg from 'pg';
-import { addChains, addTables, type FleetJob, installFleet, setScenario } from '../dev/fleet.ts';
+import type pg from 'pg';
+import { addChains, addTables, type FleetJob, installFleet, setScenario, unitsOf } from '../dev/fleet.ts';
 import { type LatencyProxy, startLatencyProxy } from '../dev/latency-proxy.ts';
 import { timeBudget, unlimited } from '../lib/jobs/budget.ts';
 import { JOBS } from '../lib/jobs/catalog.ts';
 import { runJob } from '../lib/jobs/runner.ts';
-import type { Budget, JobOptions, JobReport } from '../lib/jobs/types.ts';
+import type { Budget, JobOptions } from '../lib/jobs/types.ts';
 import {
   type BenchContext,
   benchDatabase,
+  connect,
   fmtInt,
   fmtMs,
   fmtRatio,
@@ -64,17 +65,6 @@ async function peakRss<T>(fn: () => Promise<T>): Promise<{ value: T; mb: number 
   }
 }
 
-function unitsOf(job: FleetJob, report: JobReport): number {
-  const outcome = {
-    'partition-manager': 'created',
-    tiering: 'tiered',
-    retention: 'dropped',
-    'rollup-refresh': 'refreshed',
-  }[job];
-  const kind = job === 'partition-manager' ? 'table' : job === 'rollup-refresh' ? 'rollup' : 'chunk';
-  return report.items.filter((i) => i.kind === kind && i.outcome === outcome).length;
-}
-
 /** The LakeTS calls one unit of work per item takes, read (untimed) before the baseline runs them. */
 async function baselineCalls(admin: pg.Client, job: FleetJob): Promise<Array<[string, unknown[]]>> {
   switch (job) {
@@ -115,19 +105,12 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
     target: { host: info.host, port: info.port },
     delayMs: 0,
   });
-  const session = async () => {
-    const c = new pg.Client({
+  const session = () =>
+    connect(info, database, {
       host: proxy.host,
       port: proxy.port,
-      user: info.user,
-      password: info.password,
-      database,
       options: '-c TimeZone=UTC -c statement_timeout=600000 -c lock_timeout=30000',
     });
-    c.on('error', () => {});
-    await c.connect();
-    return c;
-  };
   const measures: Measure[] = [];
   const notes: string[] = [];
   const passes: string[] = [];

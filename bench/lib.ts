@@ -95,15 +95,22 @@ export function dbUrl(info: LocalPostgresInfo, database: string): string {
   return `postgres://${encodeURIComponent(info.user)}:${encodeURIComponent(info.password)}@${info.host}:${info.port}/${encodeURIComponent(database)}`;
 }
 
-/** A superuser client without TLS (psql runs with sslmode=disable too), session in UTC. */
-export async function connect(info: LocalPostgresInfo, database: string): Promise<pg.Client> {
+/**
+ * A superuser client without TLS (psql runs with sslmode=disable too), session in UTC; `via` reaches
+ * the cluster another way (e.g. through a proxy) or sets other session options.
+ */
+export async function connect(
+  info: LocalPostgresInfo,
+  database: string,
+  via: { host?: string; port?: number; options?: string } = {},
+): Promise<pg.Client> {
   const client = new pg.Client({
-    host: info.host,
-    port: info.port,
+    host: via.host ?? info.host,
+    port: via.port ?? info.port,
     user: info.user,
     password: info.password,
     database,
-    options: '-c TimeZone=UTC',
+    options: via.options ?? '-c TimeZone=UTC',
   });
   client.on('error', () => {});
   await client.connect();

@@ -11,7 +11,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { LSN_ALWAYS_CAUGHT_UP, setSyncOfAll, WAL2DELTA_DDL } from '../dev/fake-lakehouse-sync.ts';
+import { LSN_ALWAYS_CAUGHT_UP, setSyncOfAll } from '../dev/fake-lakehouse-sync.ts';
+import { installFleet } from '../dev/fleet.ts';
 import { lambdaContext, schedulerEvent } from '../dev/lambda-context.ts';
 import { jobNamed } from '../lib/jobs/catalog.ts';
 import type { JobName, JobReport } from '../lib/jobs/types.ts';
@@ -34,31 +35,13 @@ import {
 type Scenario = 'nothing' | 'one';
 const SCENARIO_LABEL: Record<Scenario, string> = { nothing: 'nothing to do', one: 'one item each' };
 
+// Lakehouse Sync's table comes with the fleet's builder (installFleet).
 const SETUP_SQL = `
-${WAL2DELTA_DDL}
 CREATE SCHEMA bench;
 
-CREATE FUNCTION bench.tname(i int) RETURNS text LANGUAGE sql IMMUTABLE RETURN 't' || lpad(i::text, 4, '0');
+CREATE FUNCTION bench.tname(i int) RETURNS text LANGUAGE sql IMMUTABLE RETURN fleet.tname(i, 't', 4);
 CREATE FUNCTION bench.old_day() RETURNS timestamptz LANGUAGE sql STABLE
   RETURN lakets.time_bucket('1 day', now()) - interval '10 days';
-
-CREATE FUNCTION bench.add_tables(p_from int, p_to int) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-  n text;
-  v_id int;
-BEGIN
-  FOR i IN p_from..p_to LOOP
-    n := bench.tname(i);
-    EXECUTE format('CREATE TABLE public.%I (ts timestamptz NOT NULL, device int NOT NULL, value float8)', n);
-    v_id := lakets.create_chronotable(n, 'ts', interval '1 day');
-    PERFORM lakets._ensure_partitions(v_id, p_range_start => bench.old_day(), p_range_end => bench.old_day() + interval '1 day');
-    PERFORM lakets.add_tiering_policy(n, interval '30 days');
-    PERFORM lakets.add_retention_policy(n, interval '30 days');
-    EXECUTE format('INSERT INTO public.%I SELECT t, d, d FROM generate_series(date_trunc(''hour'', now()) - interval ''23 hours'', '
-                   'date_trunc(''hour'', now()), interval ''1 hour'') t, generate_series(1, 2) d', n);
-    PERFORM lakets.enable_sync(n);
-  END LOOP;
-END $$;
 
 CREATE FUNCTION bench.add_rollups(p_from int, p_to int) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -102,6 +85,12 @@ BEGIN
 END $$;
 `;
 
+// The fleet's table builder (dev/fleet.ts) with this section's shape: tables t0001.., the old chunk
+// the day 10 days back, tiering and retention at 30 days, 24 hourly readings of 2 devices.
+const ADD_TABLES = `SELECT fleet.add_tables($1, $2, p_prefix => 't', p_width => 4,
+  p_old_start => bench.old_day(), p_old_end => bench.old_day() + interval '1 day',
+  p_tier_after => '30 days', p_drop_after => '30 days', p_rows_back => '23 hours')`;
+
 /** Runs `sql` with ($1, $2) over [first, last] in slices (keeps each transaction's lock count modest). */
 async function inBatches(
   db: pg.Client,
@@ -132,6 +121,7 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
   const notes: string[] = [];
   const measured: Measured[] = [];
   try {
+    await installFleet(db);
     await db.query(SETUP_SQL);
     await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     // psql's fixed cost (process start, connect with SCRAM, exit), for reading the small sizes.
@@ -168,7 +158,7 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
     let rollups = 0;
     for (const size of sizes) {
       const t0 = Date.now();
-      await inBatches(db, 'SELECT bench.add_tables($1, $2)', tables + 1, size, 20);
+      await inBatches(db, ADD_TABLES, tables + 1, size, 20);
       await setSyncOfAll(db, 'STREAMING', LSN_ALWAYS_CAUGHT_UP);
       tables = size;
       const wantRollups = rollupSizes.includes(size) ? size : rollups;

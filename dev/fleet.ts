@@ -1,8 +1,9 @@
 // A fleet of ChronoTables and RollUp chains built set-based through the public LakeTS API, for the
-// round-trip tests and the latency benchmark: the same shape at 3 tables or 10,000. Every table `fNNNNN`
-// has daily chunks (LakeTS's default window, plus one chunk 40 days old), a tiering policy (60 days) and
-// a retention policy (90 days), sync to its shadow with Lakehouse Sync (the fake) caught up for good,
-// and a row per device and hour for the last 6 hours. RollUp chains `rNNNNN_k` sit on the first tables:
+// round-trip tests and the latency benchmark (bench/scale builds its tables with the same builder, in
+// its own shape): the same shape at 3 tables or 10,000. Every table `fNNNNN` has daily chunks
+// (LakeTS's default window, plus one chunk 40 days old), a tiering policy (60 days) and a retention
+// policy (90 days), sync to its shadow with Lakehouse Sync (the fake) caught up for good, and a row per
+// device and hour for the last 6 hours. RollUp chains `rNNNNN_k` sit on the first tables:
 // k = 1 aggregates its table hourly, each next one aggregates the one before it.
 //
 // Each job can be given nothing to do or one unit of work per item (`setScenario`):
@@ -11,6 +12,7 @@
 //   Retention          the retention policy at 30 days (the old chunk is dropped)
 //   RollUp Refresh     refresh_lag 0 (each RollUp is due); nothing to do: 1 hour after a refresh
 import type pg from 'pg';
+import type { JobReport } from '../lib/jobs/types.ts';
 import { LSN_ALWAYS_CAUGHT_UP, setSyncOfAll, WAL2DELTA_DDL } from './fake-lakehouse-sync.ts';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -21,8 +23,8 @@ const FLEET_SQL = `
 ${WAL2DELTA_DDL}
 CREATE SCHEMA IF NOT EXISTS fleet;
 
-CREATE OR REPLACE FUNCTION fleet.tname(i int) RETURNS text LANGUAGE sql IMMUTABLE
-  RETURN 'f' || lpad(i::text, 5, '0');
+CREATE OR REPLACE FUNCTION fleet.tname(i int, p_prefix text DEFAULT 'f', p_width int DEFAULT 5) RETURNS text
+  LANGUAGE sql IMMUTABLE RETURN p_prefix || lpad(i::text, p_width, '0');
 CREATE OR REPLACE FUNCTION fleet.rname(i int, k int) RETURNS text LANGUAGE sql IMMUTABLE
   RETURN 'r' || lpad(i::text, 5, '0') || '_' || k;
 
@@ -32,20 +34,32 @@ CREATE OR REPLACE FUNCTION fleet.old_chunk(p_id int) RETURNS int LANGUAGE sql AS
                                    p_range_end => now() - interval '40 days' + interval '1 second')
 $$;
 
-CREATE OR REPLACE FUNCTION fleet.add_tables(p_from int, p_to int) RETURNS void LANGUAGE plpgsql AS $$
+-- Tables p_from..p_to with the fleet's shape by default; bench/scale gives its own (names, the old
+-- chunk's range, policies, how many hours of rows) and builds with the same steps.
+CREATE OR REPLACE FUNCTION fleet.add_tables(
+  p_from int, p_to int,
+  p_prefix text DEFAULT 'f', p_width int DEFAULT 5,
+  p_old_start timestamptz DEFAULT NULL, p_old_end timestamptz DEFAULT NULL,
+  p_tier_after interval DEFAULT '60 days', p_drop_after interval DEFAULT '90 days',
+  p_rows_back interval DEFAULT '5 hours'
+) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   n text;
   v_id int;
 BEGIN
   FOR i IN p_from..p_to LOOP
-    n := fleet.tname(i);
+    n := fleet.tname(i, p_prefix, p_width);
     EXECUTE format('CREATE TABLE public.%I (ts timestamptz NOT NULL, device int NOT NULL, value float8)', n);
     v_id := lakets.create_chronotable(n, 'ts', interval '1 day');
-    PERFORM fleet.old_chunk(v_id);
-    PERFORM lakets.add_tiering_policy(n, interval '60 days');
-    PERFORM lakets.add_retention_policy(n, interval '90 days');
-    EXECUTE format('INSERT INTO public.%I SELECT t, d, d FROM generate_series(date_trunc(''hour'', now()) - interval ''5 hours'', '
-                   'date_trunc(''hour'', now()), interval ''1 hour'') t, generate_series(1, 2) d', n);
+    IF p_old_start IS NULL THEN
+      PERFORM fleet.old_chunk(v_id);
+    ELSE
+      PERFORM lakets._ensure_partitions(v_id, p_range_start => p_old_start, p_range_end => p_old_end);
+    END IF;
+    PERFORM lakets.add_tiering_policy(n, p_tier_after);
+    PERFORM lakets.add_retention_policy(n, p_drop_after);
+    EXECUTE format('INSERT INTO public.%I SELECT t, d, d FROM generate_series(date_trunc(''hour'', now()) - $1, '
+                   'date_trunc(''hour'', now()), interval ''1 hour'') t, generate_series(1, 2) d', n) USING p_rows_back;
     PERFORM lakets.enable_sync(n);
   END LOOP;
 END $$;
@@ -165,4 +179,16 @@ export async function setScenario(
       await db.query('UPDATE lakets._rollup_registry SET refresh_lag = $1::interval', [one ? '0' : '1 hour']);
       break;
   }
+}
+
+/** Units of work a run did: tables given a partition, chunks tiered or dropped, RollUps refreshed. */
+export function unitsOf(job: FleetJob, report: JobReport): number {
+  const outcome = {
+    'partition-manager': 'created',
+    tiering: 'tiered',
+    retention: 'dropped',
+    'rollup-refresh': 'refreshed',
+  }[job];
+  const kind = job === 'partition-manager' ? 'table' : job === 'rollup-refresh' ? 'rollup' : 'chunk';
+  return report.items.filter((i) => i.kind === kind && i.outcome === outcome).length;
 }

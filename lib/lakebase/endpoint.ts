@@ -3,6 +3,7 @@
 // branch can be reset or an endpoint replaced while a container stays warm.
 import { ConfigError } from '../config.ts';
 import type { CallTarget, DatabricksOp, DatabricksSession } from './api.ts';
+import { CachedResolver, type CacheOptions } from './cached-resolver.ts';
 import { LakebaseError } from './errors.ts';
 import type { Log } from './log.ts';
 
@@ -70,57 +71,18 @@ function list(values: Array<string | undefined>): string {
   return values.length === 0 ? 'none' : values.map((v) => v ?? '(unnamed)').join(', ');
 }
 
-export interface ResolverOptions {
+export interface ResolverOptions extends CacheOptions {
   project: string;
   pinned?: string;
-  ttlMs: number;
-  now: () => number;
   log: Log;
-  onResolve?: () => void;
 }
 
-export class EndpointResolver {
-  readonly #session: DatabricksSession;
-  readonly #options: ResolverOptions;
-  #cached: ResolvedEndpoint | undefined;
-  #pending: Promise<ResolvedEndpoint> | undefined;
-
-  constructor(session: DatabricksSession, options: ResolverOptions) {
-    this.#session = session;
-    this.#options = options;
-  }
-
-  async resolve(): Promise<ResolvedEndpoint> {
-    const { now, ttlMs } = this.#options;
-    if (this.#cached && now() - this.#cached.resolvedAt < ttlMs) return this.#cached;
-    this.#pending ??= this.#resolve().finally(() => {
-      this.#pending = undefined;
-    });
-    this.#cached = await this.#pending;
-    return this.#cached;
-  }
-
-  /** Forgets the cached endpoint (e.g. its host stopped answering). */
-  /** A connection through the cached endpoint just worked: it stays trusted for another TTL. */
-  confirm(endpoint: ResolvedEndpoint): void {
-    if (this.#cached === endpoint) this.#cached = { ...endpoint, resolvedAt: this.#options.now() };
-  }
-
-  invalidate(): void {
-    this.#cached = undefined;
-  }
-
-  async #resolve(): Promise<ResolvedEndpoint> {
-    const { project, pinned, log } = this.#options;
-    this.#options.onResolve?.();
+export class EndpointResolver extends CachedResolver<ResolverOptions, ResolvedEndpoint> {
+  protected async load(): Promise<ResolvedEndpoint> {
+    const { project, pinned, log } = this.options;
     const name = pinned ?? (await this.#readWriteEndpointOf(await this.#defaultBranch(project), project));
     const target: CallTarget = { project, endpoint: name, pinned: pinned !== undefined };
-    const endpoint = (await this.#session.request(
-      'getEndpoint',
-      target,
-      'GET',
-      `${API}/${name}`,
-    )) as Resource;
+    const endpoint = (await this.session.request('getEndpoint', target, 'GET', `${API}/${name}`)) as Resource;
     const hosts = endpoint.status?.hosts as Record<string, unknown> | undefined;
     const host = hosts?.host;
     if (typeof host !== 'string' || host === '') {
@@ -143,12 +105,12 @@ export class EndpointResolver {
       host,
       pinned: pinned !== undefined,
     });
-    return { name, host, pinned: pinned !== undefined, resolvedAt: this.#options.now() };
+    return { name, host, pinned: pinned !== undefined, resolvedAt: this.options.now() };
   }
 
   async #defaultBranch(project: string): Promise<string> {
     const { match, seen } = await findInPages(
-      this.#session,
+      this.session,
       'listBranches',
       { project },
       `${API}/${project}/branches`,
@@ -167,7 +129,7 @@ export class EndpointResolver {
 
   async #readWriteEndpointOf(branch: string, project: string): Promise<string> {
     const { match, seen } = await findInPages(
-      this.#session,
+      this.session,
       'listEndpoints',
       { project, branch },
       `${API}/${branch}/endpoints`,

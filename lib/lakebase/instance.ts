@@ -3,7 +3,8 @@
 // A stopped or deleting instance is an error that says what to do: the jobs never start an instance
 // (that is its owner's decision, and it bills). A transient state (starting, updating, failing over)
 // is read again with backoff while the invocation's time allows. Cached like an Autoscaling endpoint.
-import type { CallTarget, DatabricksSession } from './api.ts';
+import type { CallTarget } from './api.ts';
+import { CachedResolver, type CacheOptions } from './cached-resolver.ts';
 import type { ResolvedEndpoint } from './endpoint.ts';
 import { LakebaseError } from './errors.ts';
 import type { Log } from './log.ts';
@@ -37,61 +38,27 @@ export const DEFAULT_INSTANCE_WAIT: InstanceWait = {
   reserveMs: 60_000,
 };
 
-export interface InstanceResolverOptions {
+export interface InstanceResolverOptions extends CacheOptions {
   instance: string;
-  ttlMs: number;
   wait: InstanceWait;
-  now: () => number;
   sleep: (ms: number) => Promise<void>;
   random?: () => number;
   log: Log;
-  onResolve?: () => void;
 }
 
-export class InstanceResolver {
-  readonly #session: DatabricksSession;
-  readonly #options: InstanceResolverOptions;
-  #cached: ResolvedEndpoint | undefined;
-  #pending: Promise<ResolvedEndpoint> | undefined;
-
-  constructor(session: DatabricksSession, options: InstanceResolverOptions) {
-    this.#session = session;
-    this.#options = options;
-  }
-
-  /**
-   * The instance's read-write host: cached for `ttlMs` from the last connection that worked through it,
-   * else read (and waited for) again. `remainingMs`: the invocation's time left, which bounds the wait.
-   */
-  async resolve(remainingMs?: () => number): Promise<ResolvedEndpoint> {
-    const { now, ttlMs } = this.#options;
-    if (this.#cached && now() - this.#cached.resolvedAt < ttlMs) return this.#cached;
-    this.#pending ??= this.#resolve(remainingMs).finally(() => {
-      this.#pending = undefined;
-    });
-    this.#cached = await this.#pending;
-    return this.#cached;
-  }
-
-  /** A connection through the cached host just worked: it stays trusted for another TTL. */
-  confirm(resolved: ResolvedEndpoint): void {
-    if (this.#cached === resolved) this.#cached = { ...resolved, resolvedAt: this.#options.now() };
-  }
-
-  /** Forgets the cached host (e.g. it stopped answering). */
-  invalidate(): void {
-    this.#cached = undefined;
-  }
-
-  async #resolve(remainingMs: (() => number) | undefined): Promise<ResolvedEndpoint> {
-    const { instance, wait, now, sleep, log } = this.#options;
-    this.#options.onResolve?.();
+/**
+ * The instance's read-write host: cached for `ttlMs` from the last connection that worked through it,
+ * else read (and waited for) again, within the invocation's time left (`remainingMs` of `resolve`).
+ */
+export class InstanceResolver extends CachedResolver<InstanceResolverOptions, ResolvedEndpoint> {
+  protected async load(remainingMs?: () => number): Promise<ResolvedEndpoint> {
+    const { instance, wait, now, sleep, log } = this.options;
     const started = now();
     const allowed = Math.min(wait.budgetMs, remainingMs ? remainingMs() - wait.reserveMs : wait.budgetMs);
     const target: CallTarget = { instance };
     const path = `${API}/${encodeURIComponent(instance)}`;
     for (let reads = 1; ; reads += 1) {
-      const body = (await this.#session.request('getInstance', target, 'GET', path)) as
+      const body = (await this.session.request('getInstance', target, 'GET', path)) as
         | Record<string, unknown>
         | undefined;
       const state = typeof body?.state === 'string' ? body.state : undefined;
@@ -123,7 +90,7 @@ export class InstanceResolver {
         );
       }
       // Starting, updating, failing over, or AVAILABLE without its host yet: read it again later.
-      const delay = backoffDelay(reads, wait, this.#options.random);
+      const delay = backoffDelay(reads, wait, this.options.random);
       const elapsed = now() - started;
       if (elapsed + delay > allowed) {
         const what = action === 'connect' ? `${shown} without a read_write_dns` : `still ${shown}`;

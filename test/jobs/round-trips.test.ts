@@ -8,7 +8,7 @@
 //    changes once into the grid and once back per run.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addChains, addTables, type FleetJob, installFleet, setScenario } from '../../dev/fleet.ts';
+import { addChains, addTables, type FleetJob, installFleet, setScenario, unitsOf } from '../../dev/fleet.ts';
 import { type LatencyProxy, startLatencyProxy } from '../../dev/latency-proxy.ts';
 import { unlimited } from '../../lib/jobs/budget.ts';
 import { JOBS } from '../../lib/jobs/catalog.ts';
@@ -41,18 +41,6 @@ async function counted(
   proxy.reset();
   const report = await runJob(JOBS[job], client, options, unlimited);
   return { statements: proxy.counts().statements, report };
-}
-
-/** Work items of a report: tables called with something to do, chunks, RollUps refreshed. */
-function units(job: FleetJob, report: JobReport): number {
-  const outcome = {
-    'partition-manager': 'created',
-    tiering: 'tiered',
-    retention: 'dropped',
-    'rollup-refresh': 'refreshed',
-  }[job];
-  const kind = job === 'partition-manager' ? 'table' : job === 'rollup-refresh' ? 'rollup' : 'chunk';
-  return report.items.filter((i) => i.kind === kind && i.outcome === outcome).length;
 }
 
 describe.each(MODES)('against $name', ({ publicMode }) => {
@@ -123,13 +111,13 @@ describe.each(MODES)('against $name', ({ publicMode }) => {
         nothing.report.status,
         JSON.stringify(nothing.report.items.filter((i) => i.outcome === 'failed')),
       ).toBe('ok');
-      expect(units(job, nothing.report)).toBe(0);
+      expect(unitsOf(job, nothing.report)).toBe(0);
       await setScenario(admin, job, 'one');
       const one = await counted(proxy, client, job);
       expect(one.report.status, JSON.stringify(one.report.items.filter((i) => i.outcome === 'failed'))).toBe(
         'ok',
       );
-      const n = units(job, one.report);
+      const n = unitsOf(job, one.report);
       expect(n).toBe(job === 'rollup-refresh' ? chains * 3 : size);
       result[job] = { nothing: nothing.statements, one: one.statements, units: n, offsetTables };
       await setScenario(admin, job, 'nothing', berlin);
