@@ -14,6 +14,7 @@ import {
   SETTINGS,
   type Setting,
 } from '../lib/settings.ts';
+import { DEFAULT_TARGET, type TargetEntry } from '../lib/estate.ts';
 
 export { ConfigError, type ContextKey } from '../lib/settings.ts';
 
@@ -260,4 +261,73 @@ export function jobEnvironment(
     database: config.database,
   };
   return functionEnvironment(values, job);
+}
+
+/** A customer-managed KMS key by its key ARN (an alias ARN never matches the key a request names). */
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]{1,128}$/;
+/** A Scheduler expression: a six-field cron, or rate(<n> <unit>). */
+const SCHEDULE_EXPRESSION = /^(cron\((\S+ ){5}\S+\)|rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\))$/;
+
+/** One validated target of an estate: its entry, and its connection as the stack's config types it. */
+export interface EstateTarget {
+  readonly entry: TargetEntry;
+  readonly config: LakeTsConfig;
+}
+
+/**
+ * Validates each target's keys by the rules today's context is validated by (parseConfig), so a value
+ * the synth accepts is one the handlers accept; plus the keys only a target has. Every problem, one line
+ * each naming the target and the key: `targets[2] "eu-prod": lakebaseProject: ...; fix: ...`.
+ */
+export function validateTargets(entries: readonly TargetEntry[], defaultTimezone: string): EstateTarget[] {
+  const problems: string[] = [];
+  const targets: EstateTarget[] = [];
+  entries.forEach((entry, i) => {
+    const at = `targets[${i}] "${entry.name}"`;
+    const values = entry as unknown as Record<string, unknown>;
+    try {
+      const config = parseConfig((key) => {
+        if (key === 'timezone') return values.timezone ?? defaultTimezone;
+        const setting = (Object.values(SETTINGS) as Setting[]).find(
+          (s) => 'context' in s && (s.context as readonly string[]).includes(key),
+        );
+        return setting?.kind === 'connection' ? values[key] : undefined;
+      });
+      targets.push({ entry, config });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      for (const p of error.problems) problems.push(p.replace(/^context "([^"]+)": /, `${at}: $1: `));
+    }
+    if (entry.spSecretKmsKeyArn !== undefined && !KMS_KEY_ARN.test(entry.spSecretKmsKeyArn)) {
+      problems.push(
+        `${at}: spSecretKmsKeyArn: not a KMS key ARN; fix: "spSecretKmsKeyArn": "arn:aws:kms:<region>:<account>:key/<key id>" (the key's ARN, not an alias)`,
+      );
+    }
+    for (const [job, override] of Object.entries(entry.jobs ?? {})) {
+      if (override && 'schedule' in override && !SCHEDULE_EXPRESSION.test(override.schedule)) {
+        problems.push(
+          `${at}: jobs.${job}.schedule: "${override.schedule}" is not a Scheduler expression; fix: cron(<6 fields>) or rate(<n> <unit>)`,
+        );
+      }
+    }
+  });
+  if (problems.length > 0) throw new ConfigError('targets', problems.join(' | '), problems);
+  return targets;
+}
+
+/** The one target of today's context: a one-target estate named `default`. */
+export function contextTarget(config: LakeTsConfig): TargetEntry {
+  return {
+    name: DEFAULT_TARGET,
+    databricksHost: config.databricksHost,
+    ...(config.spSecret.kind === 'arn'
+      ? { spSecretArn: config.spSecret.arn }
+      : { spSecretName: config.spSecret.name }),
+    ...(config.lakebaseProject !== undefined && { lakebaseProject: config.lakebaseProject }),
+    ...(config.lakebaseInstance !== undefined && { lakebaseInstance: config.lakebaseInstance }),
+    ...(config.lakebaseEndpoint !== undefined && { lakebaseEndpoint: config.lakebaseEndpoint }),
+    ...(config.pgRole !== undefined && { pgRole: config.pgRole }),
+    ...(config.database !== undefined && { database: config.database }),
+    timezone: config.timezone,
+  };
 }

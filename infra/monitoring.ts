@@ -17,8 +17,12 @@ import {
   SERVICE_DIMENSION,
 } from '../lib/jobs/spec.ts';
 import { FAILURE_CODE_DIMENSION, RUN_FAILED_METRIC } from '../lib/observability.ts';
-import { type LakeTsConfig, lakebaseTarget } from './config.ts';
+import type { AlarmTarget } from './config.ts';
 import type { LakeTsJob } from './job.ts';
+import { flexibleWindowMinutes } from './schedule.ts';
+
+/** The dimension the runtime adds to every metric of a run: the target's name. */
+export const TARGET_DIMENSION = 'target';
 
 /** Retention deferrals must persist this many consecutive days before anyone is paged. */
 const DEFERRAL_DAYS = 3;
@@ -28,7 +32,19 @@ const QUEUE_PERIOD = Duration.hours(1);
 const SCHEDULER_JITTER_MINUTES = 1;
 
 export interface MonitoringProps {
-  readonly config: LakeTsConfig;
+  /** Names the alarms and the dashboard (`<namePrefix>-...`). */
+  readonly namePrefix: string;
+  readonly alarms: AlarmTarget;
+  /** The daily jobs' default time zone, for the dashboard's text. */
+  readonly timezone: string;
+  /** What is maintained, for the dashboard's title, e.g. "project `demo`" or "3 targets". */
+  readonly title: string;
+  /**
+   * An estate (targets other than the single `default` one): each job also gets a failed-run alarm whose
+   * contributors are the targets, the missed-run window includes the flexible window, and the dashboard
+   * breaks runs down by target.
+   */
+  readonly estate: boolean;
   readonly jobs: readonly LakeTsJob[];
   readonly failureQueue: sqs.IQueue;
   readonly schedulerDlq: sqs.IQueue;
@@ -64,9 +80,13 @@ export function runFailedByCode(job: JobSpec, period: Duration): cw.MathExpressi
  * (a run late but inside its retries is not missed), the scheduler's jitter, and its timeout, because Lambda
  * publishes Invocations when an invocation ends, timestamped at its start.
  */
-export function missedRunWindow(job: JobSpec): Duration {
+export function missedRunWindow(job: JobSpec, flexibleWindowMinutes = 0): Duration {
   return Duration.minutes(
-    job.periodMinutes + latestStartMinutes(job) + SCHEDULER_JITTER_MINUTES + job.timeoutMinutes,
+    job.periodMinutes +
+      latestStartMinutes(job) +
+      SCHEDULER_JITTER_MINUTES +
+      flexibleWindowMinutes +
+      job.timeoutMinutes,
   );
 }
 
@@ -75,8 +95,11 @@ export function missedRunWindow(job: JobSpec): Duration {
  * allows at most a day of 1-minute periods), plus one period for their alignment; ALARM only when every one
  * of them had no invocation.
  */
-export function missedRunAlarmShape(job: JobSpec): { period: Duration; evaluationPeriods: number } {
-  const minutes = missedRunWindow(job).toMinutes();
+export function missedRunAlarmShape(
+  job: JobSpec,
+  flexibleWindowMinutes = 0,
+): { period: Duration; evaluationPeriods: number } {
+  const minutes = missedRunWindow(job, flexibleWindowMinutes).toMinutes();
   const periodMinutes = minutes + 1 <= 24 * 60 ? 1 : 60;
   return {
     period: Duration.minutes(periodMinutes),
@@ -94,6 +117,24 @@ export function outcomePeriod(job: JobSpec): Duration {
   return Duration.minutes(Math.min(job.periodMinutes, 60));
 }
 
+/** Metrics Insights caps a query at 500 series (more is PARTIAL_DATA in an alarm): the worst 500 first. */
+const INSIGHTS_SERIES = 500;
+
+/** A job's metric per target, as a Metrics Insights query (one series per target). */
+function byTarget(job: JobSpec, metric: string, stat: 'SUM' | 'COUNT', period: Duration): cw.MathExpression {
+  return new cw.MathExpression({
+    expression: `SELECT ${stat}(${metric}) FROM "${METRICS_NAMESPACE}" WHERE ${SERVICE_DIMENSION} = '${job.name}' GROUP BY ${TARGET_DIMENSION} ORDER BY ${stat}() DESC LIMIT ${INSIGHTS_SERIES}`,
+    usingMetrics: {},
+    label: metric,
+    period,
+  });
+}
+
+/** RunFailed of one job by target, whatever the code: the failed-targets alarm's query. */
+export function runFailedByTarget(job: JobSpec, period: Duration): cw.MathExpression {
+  return byTarget(job, RUN_FAILED_METRIC, 'SUM', period);
+}
+
 export class Monitoring extends Construct {
   readonly topic: sns.ITopic;
   readonly alarms: cw.Alarm[] = [];
@@ -101,8 +142,7 @@ export class Monitoring extends Construct {
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
-    const { config } = props;
-    this.topic = this.alarmTopic(config);
+    this.topic = this.alarmTopic(props);
     const action = new SnsAction(this.topic);
     const alarm = (alarmId: string, alarmProps: cw.AlarmProps): cw.Alarm => {
       const created = new cw.Alarm(this, alarmId, alarmProps);
@@ -111,7 +151,7 @@ export class Monitoring extends Construct {
       this.alarms.push(created);
       return created;
     };
-    const name = (suffix: string) => `${config.stackName}-${suffix}`;
+    const name = (suffix: string) => `${props.namePrefix}-${suffix}`;
 
     for (const job of props.jobs) {
       const { spec, fn } = job;
@@ -140,11 +180,17 @@ export class Monitoring extends Construct {
         // notifies once per throttled run.
         treatMissingData: cw.TreatMissingData.NOT_BREACHING,
       });
-      const window = missedRunWindow(spec);
-      const shape = missedRunAlarmShape(spec);
+      const flexible = props.estate ? flexibleWindowMinutes(spec) : 0;
+      const window = missedRunWindow(spec, flexible);
+      const shape = missedRunAlarmShape(spec, flexible);
+      const plans = [...job.plans.values()];
+      const when =
+        plans.length === 1 && plans[0]
+          ? `schedule ${plans[0].expression} in ${plans[0].timezone}`
+          : `${plans.length} schedules, one per target`;
       alarm(`${spec.name}-missed-run`, {
         alarmName: name(`${spec.name}-missed-run`),
-        alarmDescription: `${spec.title} did not start for ${window.toHumanString()} (schedule ${job.plan.expression} in ${job.plan.timezone}). Check the schedule, the scheduler DLQ and the throttles alarm. Runbook: docs/alarms.md.`,
+        alarmDescription: `${spec.title} did not start for ${window.toHumanString()} (${when}). Check the schedule, the scheduler DLQ and the throttles alarm. Runbook: docs/alarms.md.`,
         metric: fn.metricInvocations({ period: shape.period, statistic: cw.Stats.SUM }),
         threshold: 1,
         comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -153,6 +199,20 @@ export class Monitoring extends Construct {
         // No datapoint at all is exactly the failure we look for; one invocation anywhere in the window is OK.
         treatMissingData: cw.TreatMissingData.BREACHING,
       });
+      if (props.estate) {
+        // One alarm per job for every target: a Metrics Insights query grouped by target is a
+        // multi-time-series alarm, each target a contributor, and the notification names the ones in ALARM.
+        alarm(`${spec.name}-failed-targets`, {
+          alarmName: name(`${spec.name}-failed-targets`),
+          alarmDescription: `${spec.title} failed for a target (RunFailed by target; the contributors in ALARM are the targets, the failure code is in their log records). OK again after the target's next run without failure. Runbook: docs/alarms.md.`,
+          metric: runFailedByTarget(spec, outcome),
+          threshold: 1,
+          comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          evaluationPeriods: 1,
+          // RunFailed is published only by failed runs: no datapoint is no failure.
+          treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+        });
+      }
       if (spec.metrics.includes('ChunksRetentionDeferred')) {
         alarm(`${spec.name}-deferrals-persist`, {
           alarmName: name(`${spec.name}-deferrals-persist`),
@@ -234,28 +294,27 @@ export class Monitoring extends Construct {
     );
   }
 
-  private alarmTopic(config: LakeTsConfig): sns.ITopic {
+  private alarmTopic(props: MonitoringProps): sns.ITopic {
+    const { alarms } = props;
     // An existing topic is its owner's: its policy must let cloudwatch.amazonaws.com publish (docs/alarms.md).
-    if (config.alarms.kind === 'topic')
-      return sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarms.topicArn);
+    if (alarms.kind === 'topic') return sns.Topic.fromTopicArn(this, 'AlarmTopic', alarms.topicArn);
     const topic = new sns.Topic(this, 'AlarmTopic', {
-      displayName: `LakeTS jobs alarms (${config.stackName})`,
+      displayName: `LakeTS jobs alarms (${props.namePrefix})`,
       enforceSSL: true,
     });
-    if (config.alarms.kind === 'email') topic.addSubscription(new EmailSubscription(config.alarms.email));
+    if (alarms.kind === 'email') topic.addSubscription(new EmailSubscription(alarms.email));
     return topic;
   }
 
   private buildDashboard(props: MonitoringProps): cw.Dashboard {
-    const { config } = props;
     // Dashboards are global per account: the region in the name keeps one stack per region apart.
     const dashboard = new cw.Dashboard(this, 'Dashboard', {
-      dashboardName: `${config.stackName}-${Aws.REGION}`,
+      dashboardName: `${props.namePrefix}-${Aws.REGION}`,
       defaultInterval: Duration.days(7),
     });
     dashboard.addWidgets(
       new cw.TextWidget({
-        markdown: `# LakeTS jobs: ${lakebaseTarget(config).kind} \`${lakebaseTarget(config).name}\`\nDaily jobs at local time in ${config.timezone}, the others in UTC. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
+        markdown: `# LakeTS jobs: ${props.title}\nDaily jobs at local time in ${props.timezone}, the others in UTC. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
         width: 24,
         height: 2,
       }),
@@ -303,6 +362,21 @@ export class Monitoring extends Construct {
         }),
         new cw.GraphWidget({ title: `${spec.title}: work done`, left: work, width: 6 }),
       );
+      if (props.estate) {
+        // Which targets ran and which failed: a line per target, from the metrics the runtime tags with it.
+        dashboard.addWidgets(
+          new cw.GraphWidget({
+            title: `${spec.title}: runs by target (RunDuration count)`,
+            left: [byTarget(spec, 'RunDuration', 'COUNT', period)],
+            width: 12,
+          }),
+          new cw.GraphWidget({
+            title: `${spec.title}: failed runs by target`,
+            left: [runFailedByTarget(spec, period)],
+            width: 12,
+          }),
+        );
+      }
     }
     return dashboard;
   }
