@@ -2,6 +2,7 @@
 // by the same rules the handlers apply to the environment the stack gives them (lib/settings.ts).
 // Defaults live there, not in cdk.json, so a bare `cdk synth -c ...` with the three required keys works.
 import { createHash } from 'node:crypto';
+import { DEFAULT_TARGET, parseTargets, type TargetEntry } from '../lib/estate.ts';
 import {
   ConfigError,
   type ConnectionValues,
@@ -14,7 +15,6 @@ import {
   SETTINGS,
   type Setting,
 } from '../lib/settings.ts';
-import { DEFAULT_TARGET, type TargetEntry } from '../lib/estate.ts';
 
 export { ConfigError, type ContextKey } from '../lib/settings.ts';
 
@@ -263,11 +263,6 @@ export function jobEnvironment(
   return functionEnvironment(values, job);
 }
 
-/** A customer-managed KMS key by its key ARN (an alias ARN never matches the key a request names). */
-const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]{1,128}$/;
-/** A Scheduler expression: a six-field cron, or rate(<n> <unit>). */
-const SCHEDULE_EXPRESSION = /^(cron\((\S+ ){5}\S+\)|rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\))$/;
-
 /** One validated target of an estate: its entry, and its connection as the stack's config types it. */
 export interface EstateTarget {
   readonly entry: TargetEntry;
@@ -282,6 +277,14 @@ export interface EstateTarget {
 export function validateTargets(entries: readonly TargetEntry[], defaultTimezone: string): EstateTarget[] {
   const problems: string[] = [];
   const targets: EstateTarget[] = [];
+  // The shape (names, unknown keys, jobs, KMS key, time zone) by lib/estate.ts, for entries a CDK app
+  // built itself as much as for a file; then each entry's connection by the context's rules.
+  try {
+    parseTargets(entries, 'targets');
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(...error.problems);
+  }
   entries.forEach((entry, i) => {
     const at = `targets[${i}] "${entry.name}"`;
     const values = entry as unknown as Record<string, unknown>;
@@ -297,18 +300,6 @@ export function validateTargets(entries: readonly TargetEntry[], defaultTimezone
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       for (const p of error.problems) problems.push(p.replace(/^context "([^"]+)": /, `${at}: $1: `));
-    }
-    if (entry.spSecretKmsKeyArn !== undefined && !KMS_KEY_ARN.test(entry.spSecretKmsKeyArn)) {
-      problems.push(
-        `${at}: spSecretKmsKeyArn: not a KMS key ARN; fix: "spSecretKmsKeyArn": "arn:aws:kms:<region>:<account>:key/<key id>" (the key's ARN, not an alias)`,
-      );
-    }
-    for (const [job, override] of Object.entries(entry.jobs ?? {})) {
-      if (override && 'schedule' in override && !SCHEDULE_EXPRESSION.test(override.schedule)) {
-        problems.push(
-          `${at}: jobs.${job}.schedule: "${override.schedule}" is not a Scheduler expression; fix: cron(<6 fields>) or rate(<n> <unit>)`,
-        );
-      }
     }
   });
   if (problems.length > 0) throw new ConfigError('targets', problems.join(' | '), problems);

@@ -12,7 +12,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { buildSync } from 'esbuild';
+import { type BuildOptions, buildSync } from 'esbuild';
 import { DEFAULT_TARGET } from '../lib/estate.ts';
 import type { JobSpec } from '../lib/jobs/spec.ts';
 import { esbuildOptions, FUNCTION_BUNDLING } from './bundling.ts';
@@ -246,14 +246,7 @@ function bundledCode(entry: string, targets: string): lambda.Code {
       image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:24'),
       local: {
         tryBundle(outputDir: string): boolean {
-          buildSync({
-            ...esbuildOptions(),
-            entryPoints: [entry],
-            outfile: join(outputDir, 'index.mjs'),
-            absWorkingDir: REPO_ROOT,
-            define: { __LAKETS_TARGETS__: JSON.stringify(targets) },
-            logLevel: 'error',
-          });
+          buildSync(estateBuildOptions(entry, join(outputDir, 'index.mjs'), targets));
           return true;
         },
       },
@@ -278,4 +271,17 @@ class InvokeThisFunction extends LambdaInvoke {
       new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.#fn.functionArn] }),
     );
   }
+}
+
+/** esbuild's options for an estate's function: FUNCTION_BUNDLING's, and the targets as a constant. */
+export function estateBuildOptions(entry: string, outfile: string, targets: string): BuildOptions {
+  return {
+    ...esbuildOptions(),
+    entryPoints: [entry],
+    outfile,
+    absWorkingDir: REPO_ROOT,
+    // A JSON string literal of the validated entries: lib/estate.ts reads it as __LAKETS_TARGETS__.
+    define: { __LAKETS_TARGETS__: JSON.stringify(targets) },
+    logLevel: 'error',
+  };
 }

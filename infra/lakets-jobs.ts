@@ -169,11 +169,14 @@ export class LakeTsJobs extends Construct {
         const part = new NestedStack(this, `Schedules${i / SCHEDULES_PER_STACK + 1}`, {
           description: `LakeTS schedules ${i + 1}-${Math.min(i + SCHEDULES_PER_STACK, pairs.length)} of ${pairs.length}`,
         });
+        // The schedules name the group by its name, not a reference: without this, CloudFormation could
+        // create them before their group.
+        part.node.addDependency(this.scheduleGroup);
         this.scheduleStacks.push(part);
         scope = part;
       }
       const name = target.entry.name;
-      job.addSchedule(scope, `${name}-${job.spec.name}`, {
+      const schedule = job.addSchedule(scope, `${name}-${job.spec.name}`, {
         // Unique in the stack's own group, which is named after the stack.
         scheduleName: `${name}-${job.spec.name}`,
         plan: this.planFor(job, target, shifts, timezone),
@@ -181,6 +184,7 @@ export class LakeTsJobs extends Construct {
         windowMinutes: flexibleWindowMinutes(job.spec),
         enabled: isEnabled(target, job),
       });
+      if (!nested) schedule.node.addDependency(this.scheduleGroup);
     });
   }
 
@@ -193,7 +197,7 @@ export class LakeTsJobs extends Construct {
   ): SchedulePlan {
     const zone = target.entry.timezone ?? timezone;
     const override = target.entry.jobs?.[job.spec.name];
-    if (override && 'schedule' in override) {
+    if (override?.schedule !== undefined) {
       return {
         expression: override.schedule,
         timezone: override.schedule.startsWith('cron(') ? zone : 'UTC',
@@ -286,5 +290,5 @@ function secretIdOf(config: LakeTsConfig): string {
 /** `"jobs": {"<job>": {"enabled": false}}` keeps the schedule, disabled: visible, and one switch to turn on. */
 function isEnabled(target: EstateTarget, job: LakeTsJob): boolean {
   const override = target.entry.jobs?.[job.spec.name];
-  return !(override && 'enabled' in override);
+  return override?.enabled !== false;
 }

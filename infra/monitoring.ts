@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { DEFAULT_TARGET } from '../lib/estate.ts';
 import {
   type JobSpec,
   latestStartMinutes,
@@ -50,11 +51,20 @@ export interface MonitoringProps {
   readonly schedulerDlq: sqs.IQueue;
 }
 
-export function jobMetric(job: JobSpec, name: MetricName, options: cw.MetricOptions = {}): cw.Metric {
+/**
+ * One job's metric of one target. The runtime publishes every metric with {service, target} (`default`
+ * for a single-target deployment), and CloudWatch matches dimension sets exactly.
+ */
+export function jobMetric(
+  job: JobSpec,
+  name: MetricName,
+  options: cw.MetricOptions = {},
+  target: string = DEFAULT_TARGET,
+): cw.Metric {
   return new cw.Metric({
     namespace: METRICS_NAMESPACE,
     metricName: name,
-    dimensionsMap: { [SERVICE_DIMENSION]: job.name },
+    dimensionsMap: { [SERVICE_DIMENSION]: job.name, [TARGET_DIMENSION]: target },
     statistic: METRIC_UNITS[name] === 'Milliseconds' ? cw.Stats.MAXIMUM : cw.Stats.SUM,
     ...options,
   });
@@ -66,11 +76,11 @@ export function jobMetric(job: JobSpec, name: MetricName, options: cw.MetricOpti
  * open-ended, so a SEARCH finds every {service, code} series rather than a fixed list.
  */
 export function runFailedByCode(job: JobSpec, period: Duration): cw.MathExpression {
-  const search = `{${METRICS_NAMESPACE},${SERVICE_DIMENSION},${FAILURE_CODE_DIMENSION}} MetricName="${RUN_FAILED_METRIC}" ${SERVICE_DIMENSION}="${job.name}"`;
+  const search = `{${METRICS_NAMESPACE},${SERVICE_DIMENSION},${TARGET_DIMENSION},${FAILURE_CODE_DIMENSION}} MetricName="${RUN_FAILED_METRIC}" ${SERVICE_DIMENSION}="${job.name}"`;
   return new cw.MathExpression({
     expression: `SEARCH('${search}', 'Sum', ${period.toSeconds()})`,
     usingMetrics: {},
-    label: `${RUN_FAILED_METRIC} \${PROP('Dim.${FAILURE_CODE_DIMENSION}')}`,
+    label: `${RUN_FAILED_METRIC} \${PROP('Dim.${TARGET_DIMENSION}')} \${PROP('Dim.${FAILURE_CODE_DIMENSION}')}`,
     period,
   });
 }
@@ -121,9 +131,25 @@ export function outcomePeriod(job: JobSpec): Duration {
 const INSIGHTS_SERIES = 500;
 
 /** A job's metric per target, as a Metrics Insights query (one series per target). */
-function byTarget(job: JobSpec, metric: string, stat: 'SUM' | 'COUNT', period: Duration): cw.MathExpression {
+function byTarget(
+  job: JobSpec,
+  metric: string,
+  stat: 'SUM' | 'COUNT' | 'MAX',
+  period: Duration,
+): cw.MathExpression {
   return new cw.MathExpression({
     expression: `SELECT ${stat}(${metric}) FROM "${METRICS_NAMESPACE}" WHERE ${SERVICE_DIMENSION} = '${job.name}' GROUP BY ${TARGET_DIMENSION} ORDER BY ${stat}() DESC LIMIT ${INSIGHTS_SERIES}`,
+    usingMetrics: {},
+    label: metric,
+    period,
+  });
+}
+
+/** A job's metric over every target of an estate (Metrics Insights aggregates the {service, target} series). */
+function allTargets(job: JobSpec, metric: MetricName, period: Duration): cw.MathExpression {
+  const stat = METRIC_UNITS[metric] === 'Milliseconds' ? 'MAX' : 'SUM';
+  return new cw.MathExpression({
+    expression: `SELECT ${stat}(${metric}) FROM "${METRICS_NAMESPACE}" WHERE ${SERVICE_DIMENSION} = '${job.name}'`,
     usingMetrics: {},
     label: metric,
     period,
@@ -213,7 +239,29 @@ export class Monitoring extends Construct {
           treatMissingData: cw.TreatMissingData.NOT_BREACHING,
         });
       }
-      if (spec.metrics.includes('ChunksRetentionDeferred')) {
+      if (props.estate) {
+        // Per target, one alarm each: Metrics Insights alarms read only the last 3 hours, so an estate's
+        // deferral alarm notifies on a target's first day of deferrals, not after three.
+        for (const m of ['ChunksRetentionDeferred', 'SyncStateUnreadable'] as const) {
+          if (!spec.metrics.includes(m)) continue;
+          alarm(
+            `${spec.name}-${m === 'ChunksRetentionDeferred' ? 'deferrals' : 'sync-state-unreadable'}-by-target`,
+            {
+              alarmName: name(
+                `${spec.name}-${m === 'ChunksRetentionDeferred' ? 'deferrals' : 'sync-state-unreadable'}-by-target`,
+              ),
+              alarmDescription: `${spec.title}: ${m} above 0 for a target (the contributors in ALARM are the targets). Runbook: docs/alarms.md.`,
+              metric: byTarget(spec, m, 'MAX', Duration.hours(1)),
+              threshold: 0,
+              comparisonOperator: cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+              evaluationPeriods: 1,
+              // A period without a run says nothing (the missed-run alarm covers it): keep the state.
+              treatMissingData: cw.TreatMissingData.IGNORE,
+            },
+          );
+        }
+      }
+      if (!props.estate && spec.metrics.includes('ChunksRetentionDeferred')) {
         alarm(`${spec.name}-deferrals-persist`, {
           alarmName: name(`${spec.name}-deferrals-persist`),
           alarmDescription: `${spec.title} deferred chunks on ${DEFERRAL_DAYS} consecutive days: expired data is not reaching Unity Catalog (sync or Tiering stuck), so Lakebase partitions are kept.`,
@@ -226,7 +274,7 @@ export class Monitoring extends Construct {
           treatMissingData: cw.TreatMissingData.IGNORE,
         });
       }
-      if (spec.metrics.includes('SyncStateUnreadable')) {
+      if (!props.estate && spec.metrics.includes('SyncStateUnreadable')) {
         alarm(`${spec.name}-sync-state-unreadable`, {
           alarmName: name(`${spec.name}-sync-state-unreadable`),
           alarmDescription: `${spec.title} could not read Lakehouse Sync's state (wal2delta) for synced tables, so it proved nothing durable and left their chunks in place. Grant the job role USAGE on schema wal2delta and SELECT on wal2delta.tables (npm run grants); the report's warnings name the missing privilege.`,
@@ -333,14 +381,16 @@ export class Monitoring extends Construct {
     );
     for (const { spec, fn } of props.jobs) {
       const period = Duration.minutes(Math.min(spec.periodMinutes, 60));
-      const work = spec.metrics.map((m) => jobMetric(spec, m, { period, label: m }));
+      const metric = (m: MetricName, label: string = m): cw.IMetric =>
+        props.estate ? allTargets(spec, m, period) : jobMetric(spec, m, { period, label });
+      const work = spec.metrics.map((m) => metric(m));
       dashboard.addWidgets(
         new cw.GraphWidget({
           title: `${spec.title}: duration (ms)`,
           left: [
             fn.metricDuration({ period, statistic: cw.Stats.MAXIMUM, label: 'Lambda max' }),
             fn.metricDuration({ period, statistic: cw.Stats.AVERAGE, label: 'Lambda avg' }),
-            jobMetric(spec, 'RunDuration', { period, label: 'RunDuration (handler)' }),
+            metric('RunDuration', 'RunDuration (handler)'),
           ],
           leftAnnotations: [{ value: spec.timeoutMinutes * 60_000, label: 'timeout', color: cw.Color.RED }],
           width: 6,
@@ -357,7 +407,7 @@ export class Monitoring extends Construct {
         }),
         new cw.GraphWidget({
           title: `${spec.title}: outcomes`,
-          left: OUTCOME_METRICS.map((m) => jobMetric(spec, m, { period, label: m })),
+          left: OUTCOME_METRICS.map((m) => metric(m)),
           width: 6,
         }),
         new cw.GraphWidget({ title: `${spec.title}: work done`, left: work, width: 6 }),

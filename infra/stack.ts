@@ -160,7 +160,8 @@ function readTargets(path: unknown): TargetEntry[] {
       `context "targets": ${path} is not JSON (${(error as Error).message}); fix: a JSON array of targets`,
     );
   }
-  return parseTargets(json, path);
+  // Only the outer shape here: the construct checks every entry (shape and connection) in one list.
+  return Array.isArray(json) ? (json as TargetEntry[]) : parseTargets(json, path);
 }
 
 /**
