@@ -290,7 +290,8 @@ export function validateTargets(entries: readonly TargetEntry[], defaultTimezone
     const values = entry as unknown as Record<string, unknown>;
     try {
       const config = parseConfig((key) => {
-        if (key === 'timezone') return values.timezone ?? defaultTimezone;
+        // The target's own zone is parseTargets' to check (one line, not two); here only the connection.
+        if (key === 'timezone') return defaultTimezone;
         const setting = (Object.values(SETTINGS) as Setting[]).find(
           (s) => 'context' in s && (s.context as readonly string[]).includes(key),
         );

@@ -4,11 +4,11 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { App } from 'aws-cdk-lib';
+import { App, Stack } from 'aws-cdk-lib';
 import { buildSync } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { estateBuildOptions } from '../../infra/job.ts';
-import { INLINE_SCHEDULES, SCHEDULES_PER_STACK } from '../../infra/lakets-jobs.ts';
+import { INLINE_SCHEDULES, LakeTsJobs, SCHEDULES_PER_STACK } from '../../infra/lakets-jobs.ts';
 import { flexibleWindowMinutes } from '../../infra/schedule.ts';
 import { defineApp } from '../../infra/stack.ts';
 import type { TargetEntry } from '../../lib/estate.ts';
@@ -160,6 +160,48 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
   });
 });
 
+describe('the construct in a CDK app of its own', () => {
+  it('adds four functions and a schedule per (target, job) to any stack, with typed props', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const stack = new Stack(app, 'DataPlatform', { env: { account: '123456789012', region: 'eu-west-1' } });
+    const estate = new LakeTsJobs(stack, 'LakeTs', {
+      targets: THREE.slice(0, 2),
+      namePrefix: 'lakets',
+      alarms: { kind: 'email', email: 'oncall@example.com' },
+      timezone: 'Europe/Paris',
+    });
+    const resources = app.synth().getStackByName('DataPlatform').template.Resources as Record<
+      string,
+      Resource
+    >;
+    expect(
+      ofType(resources, 'AWS::Lambda::Function')
+        .map(([, f]) => f.Properties.FunctionName)
+        .sort(),
+    ).toEqual(JOB_NAMES.map((j) => `lakets-${j}`).sort());
+    const schedules = ofType(resources, 'AWS::Scheduler::Schedule').map(([, s]) => s.Properties);
+    expect(schedules.map((s) => JSON.parse(s.Target.Input).target).sort()).toEqual([
+      ...Array(4).fill('eu-prod'),
+      ...Array(4).fill('prod'),
+    ]);
+    expect(schedules.find((s) => s.Name === 'prod-tiering')?.ScheduleExpressionTimezone).toBe('Europe/Paris');
+    expect(estate.jobs.every((j) => j.schedules.length === 2)).toBe(true);
+  });
+
+  it('refuses targets it is given directly by the same rules as a file', () => {
+    const stack = new Stack(new App(), 'S');
+    expect(
+      () =>
+        new LakeTsJobs(stack, 'LakeTs', {
+          targets: [
+            { name: 'Bad Name', databricksHost: WORKSPACE_A, spSecretName: 'x', lakebaseProject: 'p' },
+          ],
+          namePrefix: 'lakets',
+        }),
+    ).toThrow(/targets\[0\].*name/);
+  });
+});
+
 describe('a targets file with mistakes', () => {
   it('is refused with one line per problem, naming the target and the key', () => {
     const app = new App({
@@ -181,6 +223,13 @@ describe('a targets file with mistakes', () => {
             lakebaseProject: 'k',
             spSecretKmsKeyArn: 'alias/x',
           },
+          {
+            name: 'zone',
+            databricksHost: WORKSPACE_A,
+            spSecretName: 'lakets/sp',
+            lakebaseProject: 'z',
+            timezone: 'Mars/Base',
+          },
         ]),
         'aws:cdk:bundling-stacks': [],
       },
@@ -195,6 +244,9 @@ describe('a targets file with mistakes', () => {
     expect(problems.some((p) => p.startsWith('targets[2] "nohost": lakebaseProject: '))).toBe(true);
     expect(problems.some((p) => p.startsWith('targets[2] "nohost": databricksHost: '))).toBe(true);
     expect(problems.some((p) => p.startsWith('targets[3] "kms": spSecretKmsKeyArn: '))).toBe(true);
+    expect(problems.filter((p) => p.startsWith('targets[4] "zone"'))).toEqual([
+      expect.stringMatching(/^targets\[4\] "zone": timezone: /),
+    ]);
     expect(problems.every((p) => !p.includes('"ok"'))).toBe(true);
     expect(problems.every((p) => p.includes('; fix: '))).toBe(true);
   });
