@@ -9,7 +9,7 @@ import { buildSync } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { estateBuildOptions } from '../../infra/job.ts';
 import { INLINE_SCHEDULES, LakeTsJobs, SCHEDULES_PER_STACK } from '../../infra/lakets-jobs.ts';
-import { flexibleWindowMinutes } from '../../infra/schedule.ts';
+import { dailyShiftHours, flexibleWindowMinutes, jobSchedule } from '../../infra/schedule.ts';
 import { defineApp } from '../../infra/stack.ts';
 import type { TargetEntry } from '../../lib/estate.ts';
 import { JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
@@ -138,6 +138,19 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
     expect(byName.get('eu-prod-tiering')?.ScheduleExpressionTimezone).toBe('Europe/Berlin');
     expect(byName.get('legacy-tiering')?.ScheduleExpressionTimezone).toBe('America/New_York');
     expect(byName.get('prod-tiering')?.ScheduleExpressionTimezone).toBe('UTC');
+    // Each zone's daily times move by its own daylight-saving-safe shift, as a single-target stack's do.
+    for (const [target, zone] of [
+      ['eu-prod', 'Europe/Berlin'],
+      ['legacy', 'America/New_York'],
+      ['prod', 'UTC'],
+    ] as const) {
+      const shift = dailyShiftHours(zone, Object.values(JOBS), new Date().getUTCFullYear());
+      for (const job of ['tiering', 'retention'] as const) {
+        expect(byName.get(`${target}-${job}`)?.ScheduleExpression, `${target}-${job}`).toBe(
+          jobSchedule(JOBS[job], zone, shift ?? -1).expression,
+        );
+      }
+    }
     expect(byName.get('eu-prod-retention')?.State).toBe('DISABLED');
     expect(byName.get('prod-retention')?.State).toBe('ENABLED');
     expect(byName.get('legacy-partition-manager')?.ScheduleExpression).toBe('rate(2 hours)');
