@@ -95,6 +95,7 @@ export class LakeTsJobs extends Construct {
     const kmsKeyArns = [
       ...new Set(this.targets.flatMap((t) => (t.entry.spSecretKmsKeyArn ? [t.entry.spSecretKmsKeyArn] : []))),
     ];
+    checkPolicySize(this.targets, kmsKeyArns);
     const network = props.network && this.importNetwork(props.network);
     // A single target's settings in the environment, as ever; an estate's compiled into the bundle
     // (Lambda's environment holds 4 KB in all, so it carries the runtime settings only).
@@ -280,6 +281,33 @@ export class LakeTsJobs extends Construct {
     sg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(5432), 'Lakebase Postgres');
     return { vpc: imported, subnets, securityGroups: [sg] };
   }
+}
+
+/**
+ * IAM holds at most 10,240 characters of inline policy per role. Each distinct secret (and KMS key) is one
+ * ARN in every function role's policy: about a hundred of them fill it, and the deploy would fail late
+ * (the role's policy is created after the functions). Secrets are per service principal, which is usually
+ * one per workspace, so an estate needs few; more are refused here, at synth.
+ */
+export const ROLE_POLICY_BUDGET = 8_000;
+/** The resolved length of an ARN the stack formats: `arn:aws:secretsmanager:<region>:<account>:secret:` is at most 63 characters. */
+const FORMATTED_SECRET_PREFIX = 63;
+
+function checkPolicySize(targets: readonly EstateTarget[], kmsKeyArns: readonly string[]): void {
+  // The ARNs as IAM will hold them: a secret by name is `<prefix><name>-??????`.
+  const secretArns = new Set(
+    targets.map(({ config: { spSecret } }) =>
+      spSecret.kind === 'arn'
+        ? spSecret.arn
+        : `${'x'.repeat(FORMATTED_SECRET_PREFIX)}${spSecret.name}-??????`,
+    ),
+  );
+  const size = [...secretArns, ...kmsKeyArns].reduce((sum, arn) => sum + arn.length + 3, 0);
+  if (size <= ROLE_POLICY_BUDGET) return;
+  throw new ConfigError(
+    'targets',
+    `targets: ${secretArns.size} distinct secrets and ${kmsKeyArns.length} KMS keys need about ${size} characters in each function role's policy, more than the ${ROLE_POLICY_BUDGET} this stack allows itself (IAM: 10,240 per role); fix: share one service principal secret per workspace between that workspace's targets`,
+  );
 }
 
 /** What a single-target function passes to GetSecretValue: the ARN, or the name (no partial-ARN ambiguity). */

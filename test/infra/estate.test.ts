@@ -215,6 +215,28 @@ describe('the construct in a CDK app of its own', () => {
   });
 });
 
+describe('secrets per target', () => {
+  const estate = (secrets: number) =>
+    Array.from({ length: 200 }, (_, i) => ({
+      name: `t-${i}`,
+      databricksHost: WORKSPACE_A,
+      spSecretName: `lakets/workspace-secret-${i % secrets}`,
+      lakebaseProject: `p-${i}`,
+    }));
+  const define = (entries: unknown) => () =>
+    defineApp(new App({ context: { targets: targetsFile(entries), 'aws:cdk:bundling-stacks': [] } }));
+
+  it("are refused at synth when their ARNs would overflow a role's IAM policy, saying what to do", () => {
+    expect(define(estate(200))).toThrow(
+      /200 distinct secrets .* fix: share one service principal secret per workspace/,
+    );
+  });
+
+  it('are accepted when shared per workspace (20 secrets for 200 targets)', () => {
+    expect(define(estate(20))).not.toThrow();
+  });
+});
+
 describe('a targets file with mistakes', () => {
   it('is refused with one line per problem, naming the target and the key', () => {
     const app = new App({
