@@ -2,6 +2,7 @@
 // by the same rules the handlers apply to the environment the stack gives them (lib/settings.ts).
 // Defaults live there, not in cdk.json, so a bare `cdk synth -c ...` with the three required keys works.
 import { createHash } from 'node:crypto';
+import { DEFAULT_TARGET, parseTargets, type TargetEntry } from '../lib/estate.ts';
 import {
   ConfigError,
   type ConnectionValues,
@@ -260,4 +261,65 @@ export function jobEnvironment(
     database: config.database,
   };
   return functionEnvironment(values, job);
+}
+
+/** One validated target of an estate: its entry, and its connection as the stack's config types it. */
+export interface EstateTarget {
+  readonly entry: TargetEntry;
+  readonly config: LakeTsConfig;
+}
+
+/**
+ * Validates each target's keys by the rules today's context is validated by (parseConfig), so a value
+ * the synth accepts is one the handlers accept; plus the keys only a target has. Every problem, one line
+ * each naming the target and the key: `targets[2] "eu-prod": lakebaseProject: ...; fix: ...`.
+ */
+export function validateTargets(entries: readonly TargetEntry[], defaultTimezone: string): EstateTarget[] {
+  const problems: string[] = [];
+  const targets: EstateTarget[] = [];
+  // The shape (names, unknown keys, jobs, KMS key, time zone) by lib/estate.ts, for entries a CDK app
+  // built itself as much as for a file; then each entry's connection by the context's rules.
+  try {
+    parseTargets(entries, 'targets');
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(...error.problems);
+  }
+  entries.forEach((entry, i) => {
+    const at = `targets[${i}] "${entry.name}"`;
+    const values = entry as unknown as Record<string, unknown>;
+    try {
+      const config = parseConfig((key) => {
+        // The target's own zone is parseTargets' to check (one line, not two); here only the connection.
+        if (key === 'timezone') return defaultTimezone;
+        const setting = (Object.values(SETTINGS) as Setting[]).find(
+          (s) => 'context' in s && (s.context as readonly string[]).includes(key),
+        );
+        return setting?.kind === 'connection' ? values[key] : undefined;
+      });
+      targets.push({ entry, config });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      for (const p of error.problems) problems.push(p.replace(/^context "([^"]+)": /, `${at}: $1: `));
+    }
+  });
+  if (problems.length > 0) throw new ConfigError('targets', problems.join(' | '), problems);
+  return targets;
+}
+
+/** The one target of today's context: a one-target estate named `default`. */
+export function contextTarget(config: LakeTsConfig): TargetEntry {
+  return {
+    name: DEFAULT_TARGET,
+    databricksHost: config.databricksHost,
+    ...(config.spSecret.kind === 'arn'
+      ? { spSecretArn: config.spSecret.arn }
+      : { spSecretName: config.spSecret.name }),
+    ...(config.lakebaseProject !== undefined && { lakebaseProject: config.lakebaseProject }),
+    ...(config.lakebaseInstance !== undefined && { lakebaseInstance: config.lakebaseInstance }),
+    ...(config.lakebaseEndpoint !== undefined && { lakebaseEndpoint: config.lakebaseEndpoint }),
+    ...(config.pgRole !== undefined && { pgRole: config.pgRole }),
+    ...(config.database !== undefined && { database: config.database }),
+    timezone: config.timezone,
+  };
 }

@@ -1,7 +1,7 @@
 // One LakeTS job: its Lambda function (role, log group, async-invoke policy) and its EventBridge schedule.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, TimeZone, Validations } from 'aws-cdk-lib';
+import { AssetHashType, DockerImage, Duration, Stack, TimeZone, Validations } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -12,9 +12,10 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { type JobSpec, METRICS_NAMESPACE } from '../lib/jobs/spec.ts';
-import { FUNCTION_BUNDLING } from './bundling.ts';
-import { jobEnvironment, type LakeTsConfig } from './config.ts';
+import { type BuildOptions, buildSync } from 'esbuild';
+import { DEFAULT_TARGET } from '../lib/estate.ts';
+import type { JobSpec } from '../lib/jobs/spec.ts';
+import { esbuildOptions, FUNCTION_BUNDLING } from './bundling.ts';
 import type { SchedulePlan } from './schedule.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -32,32 +33,55 @@ export interface JobNetwork {
 
 export interface LakeTsJobProps {
   readonly spec: JobSpec;
-  readonly config: LakeTsConfig;
-  /** ARN (exact, or with the `-??????` suffix wildcard for a secret imported by name) to grant GetSecretValue on. */
-  readonly secretPolicyArn: string;
-  /** What the handler passes to GetSecretValue as SecretId. */
-  readonly secretId: string;
+  /** Names the function (`<namePrefix>-<job>`). */
+  readonly namePrefix: string;
+  /** ARNs (exact, or with the `-??????` suffix wildcard for a secret imported by name) to grant GetSecretValue on. */
+  readonly secretPolicyArns: readonly string[];
+  /** Customer-managed KMS keys of those secrets: kms:Decrypt through Secrets Manager only. */
+  readonly kmsKeyArns: readonly string[];
+  /** The function's environment (infra/config.ts: jobEnvironment or estateEnvironment). */
+  readonly environment: Record<string, string>;
+  /**
+   * Set for an estate: the validated targets, compiled into the bundle as `__LAKETS_TARGETS__`. Unset
+   * for a single-target deployment, whose settings are in the environment as they always were.
+   */
+  readonly bundledTargets?: string;
   readonly failureQueue: sqs.IQueue;
   readonly schedulerDlq: sqs.IQueue;
   /** The stack's own schedule group: Scheduler presents its ARN when it assumes the job's role. */
   readonly scheduleGroup: scheduler.IScheduleGroup;
+  readonly network?: JobNetwork;
+}
+
+/** One schedule of a job: for the one target of a single-target stack, or one target of an estate. */
+export interface JobScheduleProps {
+  readonly scheduleName: string;
   /** When the job runs (infra/schedule.ts): expression and time zone. */
   readonly plan: SchedulePlan;
-  readonly network?: JobNetwork;
+  /** The event: none for a single-target stack (the scheduled run), `{"target": name}` in an estate. */
+  readonly target?: string;
+  /** Flexible time window in minutes; 0 is OFF. */
+  readonly windowMinutes: number;
+  readonly enabled: boolean;
 }
 
 export class LakeTsJob extends Construct {
   readonly spec: JobSpec;
-  readonly fn: NodejsFunction;
-  readonly schedule: scheduler.Schedule;
-  readonly plan: SchedulePlan;
+  readonly fn: lambda.Function;
   readonly logGroup: logs.LogGroup;
+  /** The role every schedule of this job assumes to invoke it. */
+  readonly schedulerRole: iam.Role;
+  /** Its schedules, one per target (one for a single-target stack). */
+  readonly schedules: scheduler.Schedule[] = [];
+  /** The plans of its enabled schedules, by target name. */
+  readonly plans = new Map<string, SchedulePlan>();
+  readonly #props: LakeTsJobProps;
 
   constructor(scope: Construct, id: string, props: LakeTsJobProps) {
     super(scope, id);
-    const { spec, config, network } = props;
+    const { spec, network } = props;
     this.spec = spec;
-    this.plan = props.plan;
+    this.#props = props;
 
     this.logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH });
 
@@ -75,9 +99,22 @@ export class LakeTsJob extends Construct {
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ['secretsmanager:GetSecretValue'],
-        resources: [props.secretPolicyArn],
+        resources: [...props.secretPolicyArns],
       }),
     );
+    if (props.kmsKeyArns.length > 0) {
+      // A secret under a customer-managed key: Secrets Manager decrypts it with the caller's permission,
+      // calling KMS on its behalf (kms:ViaService). Never directly: the key opens nothing else for the job.
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt'],
+          resources: [...props.kmsKeyArns],
+          conditions: {
+            StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` },
+          },
+        }),
+      );
+    }
     if (network) {
       // What AWSLambdaVPCAccessExecutionRole grants, minus its logs:* on every log group.
       role.addToPrincipalPolicy(
@@ -100,19 +137,10 @@ export class LakeTsJob extends Construct {
       });
     }
 
-    // From the one list of settings: exactly the variables the handlers read, and the runtime's.
-    const environment = jobEnvironment(config, props.secretId, {
-      name: spec.name,
-      metricsNamespace: METRICS_NAMESPACE,
-    });
-
-    this.fn = new NodejsFunction(this, 'Function', {
-      functionName: `${config.stackName}-${spec.name}`,
+    const environment = props.environment;
+    const common = {
+      functionName: `${props.namePrefix}-${spec.name}`,
       description: `LakeTS ${spec.title}: ${spec.summary}`,
-      entry: join(REPO_ROOT, 'functions', `${spec.name}.ts`),
-      handler: 'handler',
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
       runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: MEMORY_MB,
@@ -133,19 +161,66 @@ export class LakeTsJob extends Construct {
         vpcSubnets: { subnets: [...network.subnets] },
         securityGroups: [...network.securityGroups],
       }),
-      bundling: FUNCTION_BUNDLING,
-    });
-
-    this.schedule = this.addSchedule(props);
+    } satisfies Partial<lambda.FunctionProps>;
+    const entry = join(REPO_ROOT, 'functions', `${spec.name}.ts`);
+    this.fn =
+      props.bundledTargets === undefined
+        ? new NodejsFunction(this, 'Function', {
+            ...common,
+            entry,
+            handler: 'handler',
+            projectRoot: REPO_ROOT,
+            depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
+            bundling: FUNCTION_BUNDLING,
+          })
+        : new lambda.Function(this, 'Function', {
+            ...common,
+            handler: 'index.handler',
+            code: bundledCode(entry, props.bundledTargets),
+          });
+    this.schedulerRole = this.schedulerRoleFor(props);
   }
 
-  private addSchedule(props: LakeTsJobProps): scheduler.Schedule {
-    const { spec, config, scheduleGroup, plan } = props;
+  /**
+   * Adds one schedule of this job, in `scope` (this job for a single-target stack, so its logical id is
+   * the one it always had; the estate's schedule stack otherwise).
+   */
+  addSchedule(scope: Construct, id: string, s: JobScheduleProps): scheduler.Schedule {
+    const { spec } = this;
+    const props = this.#props;
+    const schedule = new scheduler.Schedule(scope, id, {
+      scheduleName: s.scheduleName,
+      scheduleGroup: props.scheduleGroup,
+      description: `LakeTS ${spec.title}${s.target === undefined ? '' : ` for ${s.target}`}: ${spec.summary}`,
+      schedule: scheduler.ScheduleExpression.expression(s.plan.expression, TimeZone.of(s.plan.timezone)),
+      timeWindow:
+        s.windowMinutes > 0
+          ? scheduler.TimeWindow.flexible(Duration.minutes(s.windowMinutes))
+          : scheduler.TimeWindow.off(),
+      enabled: s.enabled,
+      // No input for a single-target stack: the handlers treat an empty event as "the scheduled run".
+      target: new InvokeThisFunction(this.fn, {
+        role: this.schedulerRole,
+        deadLetterQueue: props.schedulerDlq,
+        retryAttempts: spec.delivery.schedulerRetryAttempts,
+        maxEventAge: Duration.minutes(spec.delivery.schedulerMaxEventAgeMinutes),
+        ...(s.target !== undefined && {
+          input: scheduler.ScheduleTargetInput.fromObject({ target: s.target }),
+        }),
+      }),
+    });
+    this.schedules.push(schedule);
+    if (s.enabled) this.plans.set(s.target ?? DEFAULT_TARGET, s.plan);
+    return schedule;
+  }
+
+  private schedulerRoleFor(props: LakeTsJobProps): iam.Role {
+    const { spec, scheduleGroup } = props;
     // Scheduler assumes the role presenting the schedule GROUP's ARN as aws:SourceArn (EventBridge Scheduler
     // User Guide, "Confused deputy prevention": never a schedule's ARN or a name prefix, which never match).
     // The group is this stack's own, so only its schedules may assume the role; the role may only invoke
     // this function.
-    const role = new iam.Role(this, 'SchedulerRole', {
+    return new iam.Role(this, 'SchedulerRole', {
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
         conditions: {
           StringEquals: {
@@ -156,21 +231,27 @@ export class LakeTsJob extends Construct {
       }),
       description: `EventBridge Scheduler: invoke LakeTS ${spec.title}`,
     });
-    return new scheduler.Schedule(this, 'Schedule', {
-      scheduleName: `${config.stackName}-${spec.name}`,
-      scheduleGroup,
-      description: `LakeTS ${spec.title}: ${spec.summary}`,
-      schedule: scheduler.ScheduleExpression.expression(plan.expression, TimeZone.of(plan.timezone)),
-      timeWindow: scheduler.TimeWindow.off(),
-      // No input: the handlers treat an empty event as "the scheduled run".
-      target: new InvokeThisFunction(this.fn, {
-        role,
-        deadLetterQueue: props.schedulerDlq,
-        retryAttempts: spec.delivery.schedulerRetryAttempts,
-        maxEventAge: Duration.minutes(spec.delivery.schedulerMaxEventAgeMinutes),
-      }),
-    });
   }
+}
+
+/**
+ * An estate's function code: bundled here with esbuild's API, the targets compiled in as the constant
+ * `__LAKETS_TARGETS__`. NodejsFunction passes `define` on esbuild's command line, and a thousand targets
+ * (about 250 KB) exceed the 128 KB a single argument may have on Linux. The options are FUNCTION_BUNDLING's.
+ */
+function bundledCode(entry: string, targets: string): lambda.Code {
+  return lambda.Code.fromAsset(dirname(entry), {
+    assetHashType: AssetHashType.OUTPUT,
+    bundling: {
+      image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:24'),
+      local: {
+        tryBundle(outputDir: string): boolean {
+          buildSync(estateBuildOptions(entry, join(outputDir, 'index.mjs'), targets));
+          return true;
+        },
+      },
+    },
+  });
 }
 
 /**
@@ -190,4 +271,17 @@ class InvokeThisFunction extends LambdaInvoke {
       new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.#fn.functionArn] }),
     );
   }
+}
+
+/** esbuild's options for an estate's function: FUNCTION_BUNDLING's, and the targets as a constant. */
+export function estateBuildOptions(entry: string, outfile: string, targets: string): BuildOptions {
+  return {
+    ...esbuildOptions(),
+    entryPoints: [entry],
+    outfile,
+    absWorkingDir: REPO_ROOT,
+    // A JSON string literal of the validated entries: lib/estate.ts reads it as __LAKETS_TARGETS__.
+    define: { __LAKETS_TARGETS__: JSON.stringify(targets) },
+    logLevel: 'error',
+  };
 }

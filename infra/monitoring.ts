@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { DEFAULT_TARGET } from '../lib/estate.ts';
 import {
   type JobSpec,
   latestStartMinutes,
@@ -16,9 +17,10 @@ import {
   OUTCOME_METRICS,
   SERVICE_DIMENSION,
 } from '../lib/jobs/spec.ts';
-import { FAILURE_CODE_DIMENSION, RUN_FAILED_METRIC } from '../lib/observability.ts';
-import { type LakeTsConfig, lakebaseTarget } from './config.ts';
+import { FAILURE_CODE_DIMENSION, RUN_FAILED_METRIC, TARGET_DIMENSION } from '../lib/observability.ts';
+import type { AlarmTarget } from './config.ts';
 import type { LakeTsJob } from './job.ts';
+import { flexibleWindowMinutes } from './schedule.ts';
 
 /** Retention deferrals must persist this many consecutive days before anyone is paged. */
 const DEFERRAL_DAYS = 3;
@@ -28,17 +30,38 @@ const QUEUE_PERIOD = Duration.hours(1);
 const SCHEDULER_JITTER_MINUTES = 1;
 
 export interface MonitoringProps {
-  readonly config: LakeTsConfig;
+  /** Names the alarms and the dashboard (`<namePrefix>-...`). */
+  readonly namePrefix: string;
+  readonly alarms: AlarmTarget;
+  /** The daily jobs' default time zone, for the dashboard's text. */
+  readonly timezone: string;
+  /** What is maintained, for the dashboard's title, e.g. "project `demo`" or "3 targets". */
+  readonly title: string;
+  /**
+   * An estate (targets other than the single `default` one): each job also gets a failed-run alarm whose
+   * contributors are the targets, the missed-run window includes the flexible window, and the dashboard
+   * breaks runs down by target.
+   */
+  readonly estate: boolean;
   readonly jobs: readonly LakeTsJob[];
   readonly failureQueue: sqs.IQueue;
   readonly schedulerDlq: sqs.IQueue;
 }
 
-export function jobMetric(job: JobSpec, name: MetricName, options: cw.MetricOptions = {}): cw.Metric {
+/**
+ * One job's metric of one target. The runtime publishes every metric with {service, target} (`default`
+ * for a single-target deployment), and CloudWatch matches dimension sets exactly.
+ */
+export function jobMetric(
+  job: JobSpec,
+  name: MetricName,
+  options: cw.MetricOptions = {},
+  target: string = DEFAULT_TARGET,
+): cw.Metric {
   return new cw.Metric({
     namespace: METRICS_NAMESPACE,
     metricName: name,
-    dimensionsMap: { [SERVICE_DIMENSION]: job.name },
+    dimensionsMap: { [SERVICE_DIMENSION]: job.name, [TARGET_DIMENSION]: target },
     statistic: METRIC_UNITS[name] === 'Milliseconds' ? cw.Stats.MAXIMUM : cw.Stats.SUM,
     ...options,
   });
@@ -50,11 +73,11 @@ export function jobMetric(job: JobSpec, name: MetricName, options: cw.MetricOpti
  * open-ended, so a SEARCH finds every {service, code} series rather than a fixed list.
  */
 export function runFailedByCode(job: JobSpec, period: Duration): cw.MathExpression {
-  const search = `{${METRICS_NAMESPACE},${SERVICE_DIMENSION},${FAILURE_CODE_DIMENSION}} MetricName="${RUN_FAILED_METRIC}" ${SERVICE_DIMENSION}="${job.name}"`;
+  const search = `{${METRICS_NAMESPACE},${SERVICE_DIMENSION},${TARGET_DIMENSION},${FAILURE_CODE_DIMENSION}} MetricName="${RUN_FAILED_METRIC}" ${SERVICE_DIMENSION}="${job.name}"`;
   return new cw.MathExpression({
     expression: `SEARCH('${search}', 'Sum', ${period.toSeconds()})`,
     usingMetrics: {},
-    label: `${RUN_FAILED_METRIC} \${PROP('Dim.${FAILURE_CODE_DIMENSION}')}`,
+    label: `${RUN_FAILED_METRIC} \${PROP('Dim.${TARGET_DIMENSION}')} \${PROP('Dim.${FAILURE_CODE_DIMENSION}')}`,
     period,
   });
 }
@@ -64,9 +87,13 @@ export function runFailedByCode(job: JobSpec, period: Duration): cw.MathExpressi
  * (a run late but inside its retries is not missed), the scheduler's jitter, and its timeout, because Lambda
  * publishes Invocations when an invocation ends, timestamped at its start.
  */
-export function missedRunWindow(job: JobSpec): Duration {
+export function missedRunWindow(job: JobSpec, flexibleWindowMinutes = 0): Duration {
   return Duration.minutes(
-    job.periodMinutes + latestStartMinutes(job) + SCHEDULER_JITTER_MINUTES + job.timeoutMinutes,
+    job.periodMinutes +
+      latestStartMinutes(job) +
+      SCHEDULER_JITTER_MINUTES +
+      flexibleWindowMinutes +
+      job.timeoutMinutes,
   );
 }
 
@@ -75,8 +102,11 @@ export function missedRunWindow(job: JobSpec): Duration {
  * allows at most a day of 1-minute periods), plus one period for their alignment; ALARM only when every one
  * of them had no invocation.
  */
-export function missedRunAlarmShape(job: JobSpec): { period: Duration; evaluationPeriods: number } {
-  const minutes = missedRunWindow(job).toMinutes();
+export function missedRunAlarmShape(
+  job: JobSpec,
+  flexibleWindowMinutes = 0,
+): { period: Duration; evaluationPeriods: number } {
+  const minutes = missedRunWindow(job, flexibleWindowMinutes).toMinutes();
   const periodMinutes = minutes + 1 <= 24 * 60 ? 1 : 60;
   return {
     period: Duration.minutes(periodMinutes),
@@ -94,6 +124,40 @@ export function outcomePeriod(job: JobSpec): Duration {
   return Duration.minutes(Math.min(job.periodMinutes, 60));
 }
 
+/** Metrics Insights caps a query at 500 series (more is PARTIAL_DATA in an alarm): the worst 500 first. */
+const INSIGHTS_SERIES = 500;
+
+/** A job's metric per target, as a Metrics Insights query (one series per target). */
+function byTarget(
+  job: JobSpec,
+  metric: string,
+  stat: 'SUM' | 'COUNT' | 'MAX',
+  period: Duration,
+): cw.MathExpression {
+  return new cw.MathExpression({
+    expression: `SELECT ${stat}(${metric}) FROM "${METRICS_NAMESPACE}" WHERE ${SERVICE_DIMENSION} = '${job.name}' GROUP BY ${TARGET_DIMENSION} ORDER BY ${stat}() DESC LIMIT ${INSIGHTS_SERIES}`,
+    usingMetrics: {},
+    label: metric,
+    period,
+  });
+}
+
+/** A job's metric over every target of an estate (Metrics Insights aggregates the {service, target} series). */
+function allTargets(job: JobSpec, metric: MetricName, period: Duration): cw.MathExpression {
+  const stat = METRIC_UNITS[metric] === 'Milliseconds' ? 'MAX' : 'SUM';
+  return new cw.MathExpression({
+    expression: `SELECT ${stat}(${metric}) FROM "${METRICS_NAMESPACE}" WHERE ${SERVICE_DIMENSION} = '${job.name}'`,
+    usingMetrics: {},
+    label: metric,
+    period,
+  });
+}
+
+/** RunFailed of one job by target, whatever the code: the failed-targets alarm's query. */
+export function runFailedByTarget(job: JobSpec, period: Duration): cw.MathExpression {
+  return byTarget(job, RUN_FAILED_METRIC, 'SUM', period);
+}
+
 export class Monitoring extends Construct {
   readonly topic: sns.ITopic;
   readonly alarms: cw.Alarm[] = [];
@@ -101,8 +165,7 @@ export class Monitoring extends Construct {
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
-    const { config } = props;
-    this.topic = this.alarmTopic(config);
+    this.topic = this.alarmTopic(props);
     const action = new SnsAction(this.topic);
     const alarm = (alarmId: string, alarmProps: cw.AlarmProps): cw.Alarm => {
       const created = new cw.Alarm(this, alarmId, alarmProps);
@@ -111,7 +174,7 @@ export class Monitoring extends Construct {
       this.alarms.push(created);
       return created;
     };
-    const name = (suffix: string) => `${config.stackName}-${suffix}`;
+    const name = (suffix: string) => `${props.namePrefix}-${suffix}`;
 
     for (const job of props.jobs) {
       const { spec, fn } = job;
@@ -140,11 +203,17 @@ export class Monitoring extends Construct {
         // notifies once per throttled run.
         treatMissingData: cw.TreatMissingData.NOT_BREACHING,
       });
-      const window = missedRunWindow(spec);
-      const shape = missedRunAlarmShape(spec);
+      const flexible = props.estate ? flexibleWindowMinutes(spec) : 0;
+      const window = missedRunWindow(spec, flexible);
+      const shape = missedRunAlarmShape(spec, flexible);
+      const plans = [...job.plans.values()];
+      const when =
+        plans.length === 1 && plans[0]
+          ? `schedule ${plans[0].expression} in ${plans[0].timezone}`
+          : `${plans.length} schedules, one per target`;
       alarm(`${spec.name}-missed-run`, {
         alarmName: name(`${spec.name}-missed-run`),
-        alarmDescription: `${spec.title} did not start for ${window.toHumanString()} (schedule ${job.plan.expression} in ${job.plan.timezone}). Check the schedule, the scheduler DLQ and the throttles alarm. Runbook: docs/alarms.md.`,
+        alarmDescription: `${spec.title} did not start for ${window.toHumanString()} (${when}). Check the schedule, the scheduler DLQ and the throttles alarm. Runbook: docs/alarms.md.`,
         metric: fn.metricInvocations({ period: shape.period, statistic: cw.Stats.SUM }),
         threshold: 1,
         comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -153,7 +222,43 @@ export class Monitoring extends Construct {
         // No datapoint at all is exactly the failure we look for; one invocation anywhere in the window is OK.
         treatMissingData: cw.TreatMissingData.BREACHING,
       });
-      if (spec.metrics.includes('ChunksRetentionDeferred')) {
+      if (props.estate) {
+        // One alarm per job for every target: a Metrics Insights query grouped by target is a
+        // multi-time-series alarm, each target a contributor, and the notification names the ones in ALARM.
+        alarm(`${spec.name}-failed-targets`, {
+          alarmName: name(`${spec.name}-failed-targets`),
+          alarmDescription: `${spec.title} failed for a target (RunFailed by target; the contributors in ALARM are the targets, the failure code is in their log records). OK again after the target's next run without failure. Runbook: docs/alarms.md.`,
+          metric: runFailedByTarget(spec, outcome),
+          threshold: 1,
+          comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          evaluationPeriods: 1,
+          // RunFailed is published only by failed runs: no datapoint is no failure.
+          treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+        });
+      }
+      if (props.estate) {
+        // Per target, one alarm each: Metrics Insights alarms read only the last 3 hours, so an estate's
+        // deferral alarm notifies on a target's first day of deferrals, not after three.
+        for (const m of ['ChunksRetentionDeferred', 'SyncStateUnreadable'] as const) {
+          if (!spec.metrics.includes(m)) continue;
+          alarm(
+            `${spec.name}-${m === 'ChunksRetentionDeferred' ? 'deferrals' : 'sync-state-unreadable'}-by-target`,
+            {
+              alarmName: name(
+                `${spec.name}-${m === 'ChunksRetentionDeferred' ? 'deferrals' : 'sync-state-unreadable'}-by-target`,
+              ),
+              alarmDescription: `${spec.title}: ${m} above 0 for a target (the contributors in ALARM are the targets). Runbook: docs/alarms.md.`,
+              metric: byTarget(spec, m, 'MAX', Duration.hours(1)),
+              threshold: 0,
+              comparisonOperator: cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+              evaluationPeriods: 1,
+              // A period without a run says nothing (the missed-run alarm covers it): keep the state.
+              treatMissingData: cw.TreatMissingData.IGNORE,
+            },
+          );
+        }
+      }
+      if (!props.estate && spec.metrics.includes('ChunksRetentionDeferred')) {
         alarm(`${spec.name}-deferrals-persist`, {
           alarmName: name(`${spec.name}-deferrals-persist`),
           alarmDescription: `${spec.title} deferred chunks on ${DEFERRAL_DAYS} consecutive days: expired data is not reaching Unity Catalog (sync or Tiering stuck), so Lakebase partitions are kept.`,
@@ -166,7 +271,7 @@ export class Monitoring extends Construct {
           treatMissingData: cw.TreatMissingData.IGNORE,
         });
       }
-      if (spec.metrics.includes('SyncStateUnreadable')) {
+      if (!props.estate && spec.metrics.includes('SyncStateUnreadable')) {
         alarm(`${spec.name}-sync-state-unreadable`, {
           alarmName: name(`${spec.name}-sync-state-unreadable`),
           alarmDescription: `${spec.title} could not read Lakehouse Sync's state (wal2delta) for synced tables, so it proved nothing durable and left their chunks in place. Grant the job role USAGE on schema wal2delta and SELECT on wal2delta.tables (npm run grants); the report's warnings name the missing privilege.`,
@@ -234,28 +339,27 @@ export class Monitoring extends Construct {
     );
   }
 
-  private alarmTopic(config: LakeTsConfig): sns.ITopic {
+  private alarmTopic(props: MonitoringProps): sns.ITopic {
+    const { alarms } = props;
     // An existing topic is its owner's: its policy must let cloudwatch.amazonaws.com publish (docs/alarms.md).
-    if (config.alarms.kind === 'topic')
-      return sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarms.topicArn);
+    if (alarms.kind === 'topic') return sns.Topic.fromTopicArn(this, 'AlarmTopic', alarms.topicArn);
     const topic = new sns.Topic(this, 'AlarmTopic', {
-      displayName: `LakeTS jobs alarms (${config.stackName})`,
+      displayName: `LakeTS jobs alarms (${props.namePrefix})`,
       enforceSSL: true,
     });
-    if (config.alarms.kind === 'email') topic.addSubscription(new EmailSubscription(config.alarms.email));
+    if (alarms.kind === 'email') topic.addSubscription(new EmailSubscription(alarms.email));
     return topic;
   }
 
   private buildDashboard(props: MonitoringProps): cw.Dashboard {
-    const { config } = props;
     // Dashboards are global per account: the region in the name keeps one stack per region apart.
     const dashboard = new cw.Dashboard(this, 'Dashboard', {
-      dashboardName: `${config.stackName}-${Aws.REGION}`,
+      dashboardName: `${props.namePrefix}-${Aws.REGION}`,
       defaultInterval: Duration.days(7),
     });
     dashboard.addWidgets(
       new cw.TextWidget({
-        markdown: `# LakeTS jobs: ${lakebaseTarget(config).kind} \`${lakebaseTarget(config).name}\`\nDaily jobs at local time in ${config.timezone}, the others in UTC. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
+        markdown: `# LakeTS jobs: ${props.title}\nDaily jobs at local time in ${props.timezone}, the others in UTC. One row per job: duration, invocations, outcomes and the work the run did (namespace \`${METRICS_NAMESPACE}\`, dimension \`${SERVICE_DIMENSION}\`).`,
         width: 24,
         height: 2,
       }),
@@ -274,14 +378,16 @@ export class Monitoring extends Construct {
     );
     for (const { spec, fn } of props.jobs) {
       const period = Duration.minutes(Math.min(spec.periodMinutes, 60));
-      const work = spec.metrics.map((m) => jobMetric(spec, m, { period, label: m }));
+      const metric = (m: MetricName, label: string = m): cw.IMetric =>
+        props.estate ? allTargets(spec, m, period) : jobMetric(spec, m, { period, label });
+      const work = spec.metrics.map((m) => metric(m));
       dashboard.addWidgets(
         new cw.GraphWidget({
           title: `${spec.title}: duration (ms)`,
           left: [
             fn.metricDuration({ period, statistic: cw.Stats.MAXIMUM, label: 'Lambda max' }),
             fn.metricDuration({ period, statistic: cw.Stats.AVERAGE, label: 'Lambda avg' }),
-            jobMetric(spec, 'RunDuration', { period, label: 'RunDuration (handler)' }),
+            metric('RunDuration', 'RunDuration (handler)'),
           ],
           leftAnnotations: [{ value: spec.timeoutMinutes * 60_000, label: 'timeout', color: cw.Color.RED }],
           width: 6,
@@ -298,11 +404,26 @@ export class Monitoring extends Construct {
         }),
         new cw.GraphWidget({
           title: `${spec.title}: outcomes`,
-          left: OUTCOME_METRICS.map((m) => jobMetric(spec, m, { period, label: m })),
+          left: OUTCOME_METRICS.map((m) => metric(m)),
           width: 6,
         }),
         new cw.GraphWidget({ title: `${spec.title}: work done`, left: work, width: 6 }),
       );
+      if (props.estate) {
+        // Which targets ran and which failed: a line per target, from the metrics the runtime tags with it.
+        dashboard.addWidgets(
+          new cw.GraphWidget({
+            title: `${spec.title}: runs by target (RunDuration count)`,
+            left: [byTarget(spec, 'RunDuration', 'COUNT', period)],
+            width: 12,
+          }),
+          new cw.GraphWidget({
+            title: `${spec.title}: failed runs by target`,
+            left: [runFailedByTarget(spec, period)],
+            width: 12,
+          }),
+        );
+      }
     }
     return dashboard;
   }

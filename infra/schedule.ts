@@ -97,3 +97,31 @@ class ZoneClock {
     return true;
   }
 }
+
+/**
+ * The flexible time window of a job's schedules in an estate, in minutes (0 is OFF): Scheduler starts each
+ * target's run at a random moment inside it, so a thousand targets do not start in the same second.
+ * Sized so a run started at the window's end, delivered late (its retries) and running to its timeout,
+ * still ends before the next slot, and so Tiering (daily, an hour before Retention) ends before Retention
+ * may start: daily 30 minutes (30 + 15-minute timeout < 60); 6-hourly 60 minutes. A job every 15 minutes
+ * has no room (3 + 1 + 10 minutes of its 15 are taken): OFF, and spread by `staggered` instead.
+ */
+export function flexibleWindowMinutes(spec: JobSpec): number {
+  if (spec.periodMinutes < 60) return 0;
+  return isDaily(spec) ? 30 : 60;
+}
+
+const SUB_HOURLY_CRON = /^cron\(0\/(\d{1,2}) (.+)\)$/;
+
+/**
+ * A sub-hourly job's schedule for one target, its minutes offset by a hash of the target's name (stable
+ * when targets are added or removed): the targets of an estate spread evenly over the period, and each
+ * keeps the job's exact spacing. Other jobs keep their plan (their window spreads them).
+ */
+export function staggered(plan: SchedulePlan, spec: JobSpec, target: string): SchedulePlan {
+  const m = SUB_HOURLY_CRON.exec(plan.expression);
+  if (!m || spec.periodMinutes >= 60) return plan;
+  let hash = 0x811c9dc5;
+  for (const c of target) hash = Math.imul(hash ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return { ...plan, expression: `cron(${hash % Number(m[1])}/${m[1]} ${m[2]})` };
+}

@@ -1,36 +1,43 @@
 // The LakeTS Jobs stack: four scheduled Lambda jobs, their failure queues, alarms and dashboard.
+import { readFileSync } from 'node:fs';
 import {
   type App,
-  ArnFormat,
   CfnOutput,
-  Duration,
   type Environment,
-  RemovalPolicy,
   Stack,
   type StackProps,
   Tags,
   Token,
   Validations,
 } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct } from 'constructs';
-import { JOB_LIST } from '../lib/jobs/catalog.ts';
-import { ConfigError, type ContextKey, type LakeTsConfig, lakebaseTarget, parseConfig } from './config.ts';
-import { type JobNetwork, LakeTsJob } from './job.ts';
-import { Monitoring } from './monitoring.ts';
-import { dailyShiftHours, jobSchedule } from './schedule.ts';
+import { parseTargets, type TargetEntry } from '../lib/estate.ts';
+import { SETTINGS, type Setting } from '../lib/settings.ts';
+import {
+  ConfigError,
+  type ContextKey,
+  contextTarget,
+  type LakeTsConfig,
+  lakebaseTarget,
+  parseConfig,
+} from './config.ts';
+import type { LakeTsJob } from './job.ts';
+import { LakeTsJobs } from './lakets-jobs.ts';
+import type { Monitoring } from './monitoring.ts';
 
 export interface LakeTsJobsStackProps extends StackProps {
   readonly config: LakeTsConfig;
+  /** The estate (a targets file); unset, the config's own connection is the one target, `default`. */
+  readonly targets?: readonly TargetEntry[];
   /** For an environment-agnostic stack: the region `cdk deploy` will deploy it to, when known. */
   readonly deployRegion?: string;
 }
 
 export class LakeTsJobsStack extends Stack {
+  readonly estate: LakeTsJobs;
   readonly jobs: readonly LakeTsJob[];
   readonly failureQueue: sqs.Queue;
   readonly schedulerDlq: sqs.Queue;
@@ -42,56 +49,26 @@ export class LakeTsJobsStack extends Stack {
     const { config } = props;
     this.checkAlarmTopicRegion(config, props.deployRegion);
 
-    // Both queues only hold failed runs for a human (or a redrive) to look at: 14 days, the SQS maximum.
-    this.failureQueue = this.deadLetterQueue(
-      'FailureQueue',
-      'on-failure destination of the four functions: runs that failed after all Lambda retries',
-    );
-    this.schedulerDlq = this.deadLetterQueue(
-      'SchedulerDlq',
-      'EventBridge Scheduler dead-letter queue: scheduled runs it could not deliver to Lambda',
-    );
-
-    // The stack's own group, named after the stack (unique per account and region, as group names are):
-    // the scheduler roles trust this group's ARN, so no other schedule can use them. Deleting the stack
-    // deletes its schedules with it.
-    this.scheduleGroup = new scheduler.ScheduleGroup(this, 'ScheduleGroup', {
-      scheduleGroupName: config.stackName,
-      removalPolicy: RemovalPolicy.DESTROY,
+    // 'Default' leaves the construct out of the logical ids: a single-target stack keeps the ids it had
+    // before the construct existed, so updating it replaces nothing.
+    this.estate = new LakeTsJobs(this, 'Default', {
+      targets: props.targets ?? [contextTarget(config)],
+      namePrefix: config.stackName,
+      alarms: config.alarms,
+      timezone: config.timezone,
+      title:
+        props.targets === undefined
+          ? `${lakebaseTarget(config).kind} \`${lakebaseTarget(config).name}\``
+          : `${props.targets.length} targets`,
+      ...(config.vpc && { network: config.vpc }),
     });
-
-    // Daily jobs move together, by whole hours, to local times that exist once every day in the zone.
-    const shift = dailyShiftHours(config.timezone, JOB_LIST, new Date().getUTCFullYear());
-    if (shift === undefined) {
-      throw new ConfigError(
-        'timezone',
-        `context "timezone": "${config.timezone}" has no hour at which the daily jobs' local times exist once every day; fix: -c timezone=UTC`,
-      );
-    }
-
-    const secret = this.importSecret(config);
-    const network = config.vpc && this.importNetwork(config.vpc);
-    this.jobs = JOB_LIST.map(
-      (spec) =>
-        new LakeTsJob(this, spec.name, {
-          spec,
-          config,
-          secretPolicyArn: secret.policyArn,
-          secretId: secret.id,
-          failureQueue: this.failureQueue,
-          schedulerDlq: this.schedulerDlq,
-          scheduleGroup: this.scheduleGroup,
-          plan: jobSchedule(spec, config.timezone, shift),
-          ...(network && { network }),
-        }),
-    );
-
-    this.monitoring = new Monitoring(this, 'Monitoring', {
-      config,
+    ({
       jobs: this.jobs,
       failureQueue: this.failureQueue,
       schedulerDlq: this.schedulerDlq,
-    });
+      scheduleGroup: this.scheduleGroup,
+      monitoring: this.monitoring,
+    } = this.estate);
 
     for (const job of this.jobs) {
       new CfnOutput(this, `${job.spec.name}-function`, {
@@ -123,64 +100,6 @@ export class LakeTsJobsStack extends Stack {
       );
     }
   }
-
-  private deadLetterQueue(id: string, purpose: string): sqs.Queue {
-    const queue = new sqs.Queue(this, id, {
-      // SSE-SQS: encrypted at rest with no key policy to keep in step with Lambda and Scheduler.
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    Validations.of(queue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason: `This queue is itself a dead-letter queue (${purpose}); nothing consumes it automatically, so a DLQ behind it would never receive anything.`,
-    });
-    return queue;
-  }
-
-  /** The SP secret: imported, never created. Returns the ARN to grant on and the id handlers read. */
-  private importSecret(config: LakeTsConfig): { policyArn: string; id: string } {
-    if (config.spSecret.kind === 'arn') {
-      const secret = secretsmanager.Secret.fromSecretCompleteArn(this, 'SpSecret', config.spSecret.arn);
-      return { policyArn: secret.secretArn, id: secret.secretArn };
-    }
-    // By name the full ARN is unknown: Secrets Manager appends "-" and 6 random characters, matched by
-    // "-??????" (exactly six, so "lakets/sp" cannot match "lakets/sp-other-abcdef"). The handlers get the
-    // name, which GetSecretValue resolves without the partial-ARN ambiguity.
-    const secret = secretsmanager.Secret.fromSecretNameV2(this, 'SpSecret', config.spSecret.name);
-    const policyArn = this.formatArn({
-      service: 'secretsmanager',
-      resource: 'secret',
-      resourceName: `${config.spSecret.name}-??????`,
-      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-    });
-    return { policyArn, id: secret.secretName };
-  }
-
-  /** Imports the VPC from its ids (no lookup, so synth stays offline). */
-  private importNetwork(vpc: NonNullable<LakeTsConfig['vpc']>): JobNetwork {
-    // The functions name their subnets explicitly, so the VPC's own AZ/subnet lists are never consulted.
-    const imported = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
-      vpcId: vpc.vpcId,
-      availabilityZones: this.availabilityZones,
-    });
-    const subnets = vpc.subnetIds.map((id, i) => ec2.Subnet.fromSubnetId(this, `Subnet${i}`, id));
-    if (vpc.securityGroupIds.length > 0) {
-      const securityGroups = vpc.securityGroupIds.map((id, i) =>
-        ec2.SecurityGroup.fromSecurityGroupId(this, `SecurityGroup${i}`, id, { mutable: false }),
-      );
-      return { vpc: imported, subnets, securityGroups };
-    }
-    // Egress only to what the jobs talk to: HTTPS (Databricks, Secrets Manager, CloudWatch) and Postgres.
-    const sg = new ec2.SecurityGroup(this, 'JobsSecurityGroup', {
-      vpc: imported,
-      description: 'LakeTS jobs: egress to HTTPS (Databricks, AWS APIs) and Postgres (Lakebase) only',
-      allowAllOutbound: false,
-    });
-    sg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Databricks workspace and AWS APIs');
-    sg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(5432), 'Lakebase Postgres');
-    return { vpc: imported, subnets, securityGroups: [sg] };
-  }
 }
 
 /**
@@ -194,14 +113,80 @@ export function defineApp(
   env?: Environment,
   deployRegion: string | undefined = process.env.CDK_DEFAULT_REGION,
 ): LakeTsJobsStack {
-  const config = parseConfig((key: ContextKey) => app.node.tryGetContext(key));
+  const targetsPath = app.node.tryGetContext('targets') as unknown;
+  const targets = targetsPath === undefined ? undefined : readTargets(targetsPath);
+  const config =
+    targets === undefined
+      ? parseConfig((key: ContextKey) => app.node.tryGetContext(key))
+      : estateConfig(app, targets);
   const stack = new LakeTsJobsStack(app, config.stackName, {
     config,
+    ...(targets && { targets }),
     ...(env && { env }),
     ...(deployRegion && { deployRegion }),
-    description: `LakeTS maintenance jobs for Lakebase ${lakebaseTarget(config).kind} ${lakebaseTarget(config).name}`,
+    description:
+      targets === undefined
+        ? `LakeTS maintenance jobs for Lakebase ${lakebaseTarget(config).kind} ${lakebaseTarget(config).name}`
+        : `LakeTS maintenance jobs for ${targets.length} Lakebase databases`,
   });
   Tags.of(stack).add('app', 'lakets-jobs');
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return stack;
+}
+
+/** The stack name of an estate when `stackName` is unset. */
+export const DEFAULT_ESTATE_STACK_NAME = 'LakeTs-estate';
+
+/** `-c targets=<path>`: the JSON targets file, its shape checked (lib/estate.ts); the keys by the construct. */
+function readTargets(path: unknown): TargetEntry[] {
+  if (typeof path !== 'string' || path.trim() === '') {
+    throw new ConfigError('targets', 'context "targets": expected a file path; fix: -c targets=targets.json');
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(
+      'targets',
+      `context "targets": cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}); fix: -c targets=<an existing JSON file>`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(
+      'targets',
+      `context "targets": ${path} is not JSON (${(error as Error).message}); fix: a JSON array of targets`,
+    );
+  }
+  // Only the outer shape here: the construct checks every entry (shape and connection) in one list.
+  return Array.isArray(json) ? (json as TargetEntry[]) : parseTargets(json, path);
+}
+
+/**
+ * With a targets file, the context holds the stack's own keys only (stackName, timezone, alarms, VPC):
+ * a connection key there would be silently ignored, so it is an error. The connection keys parseConfig
+ * requires are read from the first target, which the construct validates again with the others.
+ */
+function estateConfig(app: App, targets: readonly TargetEntry[]): LakeTsConfig {
+  const problems = (Object.values(SETTINGS) as Setting[])
+    .filter((s) => s.kind === 'connection')
+    .flatMap((s) => s.context)
+    .filter((key) => app.node.tryGetContext(key) !== undefined)
+    .map(
+      (key) =>
+        `context "${key}": a connection key beside -c targets; fix: put it in the targets file's entries`,
+    );
+  if (problems.length > 0) throw new ConfigError('targets', problems.join(' | '), problems);
+  const first = (targets[0] ?? {}) as unknown as Record<string, unknown>;
+  const connection = new Set<string>(
+    (Object.values(SETTINGS) as Setting[]).flatMap((s) => (s.kind === 'connection' ? s.context : [])),
+  );
+  const config = parseConfig((key: ContextKey) =>
+    connection.has(key) ? first[key] : app.node.tryGetContext(key),
+  );
+  const stackName =
+    app.node.tryGetContext('stackName') === undefined ? DEFAULT_ESTATE_STACK_NAME : config.stackName;
+  return { ...config, stackName };
 }

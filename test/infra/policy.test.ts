@@ -2,12 +2,16 @@
 // synthesized template, with the request context each service documents (test/infra/aws/requests.ts).
 // A passing synth and cdk-nag say nothing about whether Scheduler can assume its role or CloudWatch may
 // publish to the topic; these tests do.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { defineApp } from '../../infra/stack.ts';
 import { JOB_NAMES } from '../../lib/jobs/catalog.ts';
 import {
   cloudWatchPublishesAlarm,
+  functionDecryptsSecret,
   functionReadsSecret,
   lambdaWritesFailureDestination,
   schedulerAssumesRole,
@@ -243,5 +247,130 @@ describe('secret by ARN, an existing alarm topic', () => {
     expect(t.ofType('AWS::SNS::Topic')).toEqual([]);
     for (const alarm of t.ofType('AWS::CloudWatch::Alarm'))
       expect(alarm.properties.AlarmActions).toEqual([TOPIC_ARN]);
+  });
+});
+
+describe('an estate of three targets (-c targets=<file>), one secret under a customer managed key', () => {
+  const KEY_ARN = `arn:aws:kms:${region}:${account}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
+  const OTHER_KEY = `arn:aws:kms:${region}:${account}:key/ffffffff-12ab-34cd-56ef-1234567890ab`;
+  const EU_SECRET = `arn:aws:secretsmanager:${region}:${account}:secret:lakets/eu-XyZ789`;
+  const STAGING_SECRET = `arn:aws:secretsmanager:${region}:${account}:secret:lakets/staging-QwE456`;
+  let t: ConcreteTemplate;
+  beforeAll(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'lakets-policy-'));
+    const file = join(dir, 'targets.json');
+    const host = REQUIRED_CONTEXT.databricksHost;
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { name: 'prod', databricksHost: host, spSecretName: 'lakets/sp', lakebaseProject: 'prod' },
+        {
+          name: 'eu',
+          databricksHost: host,
+          spSecretArn: EU_SECRET,
+          spSecretKmsKeyArn: KEY_ARN,
+          lakebaseProject: 'eu',
+        },
+        {
+          name: 'staging',
+          databricksHost: host,
+          spSecretArn: STAGING_SECRET,
+          lakebaseInstance: 'staging-instance',
+        },
+      ]),
+    );
+    t = deployed({ targets: file, alarmEmail: 'oncall@example.com' });
+  });
+
+  describe.each(JOB_NAMES)('%s', (name) => {
+    it("the function reads every target's secret, and no secret of no target", async () => {
+      const job = jobOf(t, name);
+      const identity = identityPolicies(t, job.executionRoleId);
+      for (const secret of [SECRET_ARN, EU_SECRET, STAGING_SECRET]) {
+        expect(await decide(functionReadsSecret(job.executionRoleArn, secret), { identity }), secret).toBe(
+          'Allowed',
+        );
+      }
+      for (const other of [
+        `arn:aws:secretsmanager:${region}:${account}:secret:lakets/eu-AbC123`,
+        `arn:aws:secretsmanager:${region}:${account}:secret:lakets/other-AbC123`,
+        `arn:aws:secretsmanager:${region}:${account}:secret:lakets/sp-other-AbC123`,
+      ]) {
+        expect(await decide(functionReadsSecret(job.executionRoleArn, other), { identity }), other).toBe(
+          'ImplicitlyDenied',
+        );
+      }
+    });
+
+    it('the function decrypts with the declared key through Secrets Manager only, and with no other key', async () => {
+      const job = jobOf(t, name);
+      // KMS honours IAM policies only when the key policy delegates to the account: the default key
+      // policy does (docs/estate-deploy.md says so); a key policy of its own must name the role instead.
+      const keyPolicy = {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Principal: { AWS: `arn:aws:iam::${account}:root` },
+            Action: 'kms:*',
+            Resource: '*',
+          },
+        ],
+      };
+      const identity = identityPolicies(t, job.executionRoleId);
+      const decideKms = (r: Parameters<typeof decide>[0]) => decide(r, { identity, resource: keyPolicy });
+      const via = functionDecryptsSecret(job.executionRoleArn, KEY_ARN, region, true);
+      expect(await decideKms(via)).toBe('Allowed');
+      const direct = functionDecryptsSecret(job.executionRoleArn, KEY_ARN, region, false);
+      expect(await decideKms(direct)).toBe('ImplicitlyDenied');
+      const otherRegion = functionDecryptsSecret(job.executionRoleArn, KEY_ARN, 'us-east-2', true);
+      expect(await decideKms(otherRegion)).toBe('ImplicitlyDenied');
+      const otherKey = functionDecryptsSecret(job.executionRoleArn, OTHER_KEY, region, true);
+      expect(await decideKms(otherKey)).toBe('ImplicitlyDenied');
+    });
+
+    it('Scheduler assumes its role with the group ARN for every target, and for no other group', async () => {
+      const schedules = t
+        .ofType('AWS::Scheduler::Schedule')
+        .filter((s) => s.properties.Target.Arn === jobOf(t, name).functionArn);
+      expect(schedules.map((s) => JSON.parse(s.properties.Target.Input).target).sort()).toEqual([
+        'eu',
+        'prod',
+        'staging',
+      ]);
+      for (const s of schedules) {
+        const roleId = ConcreteTemplate.target(t.raw(s.id).Target.RoleArn);
+        const groupArn = `arn:aws:scheduler:${region}:${account}:schedule-group/${s.properties.GroupName}`;
+        const trust = { resource: trustPolicy(t, roleId) };
+        expect(
+          await decide(schedulerAssumesRole(s.properties.Target.RoleArn, account, groupArn), trust),
+        ).toBe('Allowed');
+        const other = groupArn.replace(/schedule-group\/.*$/, 'schedule-group/someone-else');
+        expect(
+          await decide(schedulerAssumesRole(s.properties.Target.RoleArn, account, other), trust),
+        ).not.toBe('Allowed');
+        const identity = identityPolicies(t, roleId);
+        expect(
+          await decide(schedulerInvokesFunction(s.properties.Target.RoleArn, s.properties.Target.Arn), {
+            identity,
+          }),
+        ).toBe('Allowed');
+      }
+    });
+  });
+
+  it('CloudWatch publishes every alarm, the failed-targets ones too, to the topic', async () => {
+    const [topic] = t.ofType('AWS::SNS::Topic');
+    if (!topic) throw new Error('no topic');
+    const arn = t.resolve({ Ref: topic.id }) as string;
+    const policy = resourcePolicy(t, 'AWS::SNS::TopicPolicy', 'Topics', topic.id);
+    const names = t.ofType('AWS::CloudWatch::Alarm').map((a) => a.properties.AlarmName as string);
+    expect(names.filter((n) => n.endsWith('-failed-targets'))).toHaveLength(JOB_NAMES.length);
+    for (const n of names) {
+      const alarm = `arn:aws:cloudwatch:${region}:${account}:alarm:${n}`;
+      expect(await decide(cloudWatchPublishesAlarm(arn, account, alarm), { resource: policy }), n).toBe(
+        'Allowed',
+      );
+    }
   });
 });

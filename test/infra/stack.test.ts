@@ -389,7 +389,11 @@ describe('alarms', () => {
     expect(alarmNamed('retention-deferrals-persist')).toMatchObject({
       Namespace: 'LakeTS',
       MetricName: 'ChunksRetentionDeferred',
-      Dimensions: [{ Name: 'service', Value: 'retention' }],
+      // The runtime publishes every metric with {service, target}, `default` for a single-target stack.
+      Dimensions: [
+        { Name: 'service', Value: 'retention' },
+        { Name: 'target', Value: 'default' },
+      ],
       Statistic: 'Sum',
       Period: 86400,
       EvaluationPeriods: 3,
@@ -406,7 +410,10 @@ describe('alarms', () => {
       expect(alarmNamed(`${job}-sync-state-unreadable`)).toMatchObject({
         Namespace: 'LakeTS',
         MetricName: 'SyncStateUnreadable',
-        Dimensions: [{ Name: 'service', Value: job }],
+        Dimensions: [
+          { Name: 'service', Value: job },
+          { Name: 'target', Value: 'default' },
+        ],
         Statistic: 'Sum',
         Period: 86400,
         EvaluationPeriods: 1,
@@ -462,9 +469,9 @@ describe('dashboard', () => {
     const [, dashboard] = ofType('AWS::CloudWatch::Dashboard')[0] ?? [];
     const body = JSON.stringify(dashboard?.Properties.DashboardBody);
     for (const job of JOB_NAMES) {
-      // SEARCH('{LakeTS,service,code} MetricName="RunFailed" service="<job>"', ...), quotes escaped twice in the body.
+      // SEARCH('{LakeTS,service,target,code} MetricName="RunFailed" service="<job>"', ...), quotes escaped twice in the body.
       const search = new RegExp(
-        String.raw`SEARCH\('\{LakeTS,service,code\} MetricName=\\+"RunFailed\\+" service=\\+"${job}\\+"'`,
+        String.raw`SEARCH\('\{LakeTS,service,target,code\} MetricName=\\+"RunFailed\\+" service=\\+"${job}\\+"'`,
       );
       expect(body).toMatch(search);
     }

@@ -73,8 +73,8 @@ export function lambdaWritesFailureDestination(executionRoleArn: string, queueAr
 /**
  * The handler reads the service principal's secret with the function's execution role. Secrets Manager
  * User Guide, "Authentication and access control" (GetSecretValue on the secret's ARN, which ends in
- * "-" and six random characters). A secret encrypted with a customer managed key would also need
- * kms:Decrypt through secretsmanager.<region>.amazonaws.com; the stack declares no such key.
+ * "-" and six random characters). A secret encrypted with a customer managed key also needs
+ * kms:Decrypt: functionDecryptsSecret.
  */
 export function functionReadsSecret(executionRoleArn: string, secretArn: string): Request {
   return {
@@ -82,6 +82,31 @@ export function functionReadsSecret(executionRoleArn: string, secretArn: string)
     action: 'secretsmanager:GetSecretValue',
     resource: secretArn,
     context: TLS,
+  };
+}
+
+/**
+ * GetSecretValue of a secret under a customer managed key: Secrets Manager calls kms:Decrypt on the key
+ * with the caller's credentials, and KMS sets kms:ViaService = secretsmanager.<region>.amazonaws.com
+ * (AWS KMS Developer Guide, "kms:ViaService"; Secrets Manager User Guide, "Secret encryption and
+ * decryption"). `viaSecretsManager: false` is the function calling KMS directly, without that key.
+ */
+export function functionDecryptsSecret(
+  executionRoleArn: string,
+  keyArn: string,
+  region: string,
+  viaSecretsManager: boolean,
+): Request {
+  const account = keyArn.split(':')[4] ?? '';
+  return {
+    principal: roleSession(executionRoleArn),
+    action: 'kms:Decrypt',
+    resource: keyArn,
+    context: {
+      ...TLS,
+      'kms:CallerAccount': account,
+      ...(viaSecretsManager && { 'kms:ViaService': `secretsmanager.${region}.amazonaws.com` }),
+    },
   };
 }
 
