@@ -1,5 +1,5 @@
 // A fleet of ChronoTables and RollUp chains built set-based through the public LakeTS API, for the
-// round-trip tests and the latency benchmark (bench/scale builds its tables with the same builder, in
+// round-trip tests and the latency benchmark (bench/scale.ts builds its tables with the same builder, in
 // its own shape): the same shape at 3 tables or 10,000. Every table `fNNNNN` has daily chunks
 // (LakeTS's default window, plus one chunk 40 days old), a tiering policy (60 days) and a retention
 // policy (90 days), sync to its shadow with Lakehouse Sync (the fake) caught up for good, and a row per
@@ -34,7 +34,7 @@ CREATE OR REPLACE FUNCTION fleet.old_chunk(p_id int) RETURNS int LANGUAGE sql AS
                                    p_range_end => now() - interval '40 days' + interval '1 second')
 $$;
 
--- Tables p_from..p_to with the fleet's shape by default; bench/scale gives its own (names, the old
+-- Tables p_from..p_to with the fleet's shape by default; bench/scale.ts gives its own (names, the old
 -- chunk's range, policies, how many hours of rows) and builds with the same steps.
 CREATE OR REPLACE FUNCTION fleet.add_tables(
   p_from int, p_to int,

@@ -155,8 +155,13 @@ function artifactSuite(): void {
       const coded = rs.filter((r) => isLogRecord(r) && r['errorCode'] !== undefined);
       expect(coded).toHaveLength(1);
       expect(coded[0]).toMatchObject({ level: 'ERROR', errorCode: 'PAYLOAD_INVALID', service: job });
-      expect(runFailed(rs)).toMatchObject([{ RunFailed: 1, code: 'PAYLOAD_INVALID', service: job }]);
-      expect(runFailed(rs)[0]?.['_aws'].CloudWatchMetrics[0].Dimensions).toEqual([['service', 'code']]);
+      // A single-target deployment is the estate of one target, `default`: every metric names it.
+      expect(runFailed(rs)).toMatchObject([
+        { RunFailed: 1, code: 'PAYLOAD_INVALID', service: job, target: 'default' },
+      ]);
+      expect(runFailed(rs)[0]?.['_aws'].CloudWatchMetrics[0].Dimensions).toEqual([
+        ['service', 'target', 'code'],
+      ]);
     });
 
     it('ends a refused login as a Lambda error, with one coded record and RunFailed', async () => {
@@ -179,6 +184,32 @@ function artifactSuite(): void {
       }
     });
 
+    it('answers a failing {"check": true} with an error that lists every failing item with its fix', async () => {
+      // No EXECUTE on any LakeTS function: each function the job calls is a failing item of its own.
+      await world.admin.query(`REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA lakets FROM "${world.appId}"`);
+      try {
+        const from = fn.lines.length;
+        const result = await fn.invoke({ check: true }, { timeoutMs: timeoutMs() });
+        responses.push(result.body);
+        expect(result).toMatchObject({ kind: 'error', body: { errorType: 'CheckFailed' } });
+        const message = String((result.body as { errorMessage?: unknown }).errorMessage);
+        const logged = records(fn, from).find((r) => isLogRecord(r) && r['errorCode'] === 'CHECK_FAILED') as
+          | { report: { items: { check: string; status: string; fix?: string }[] } }
+          | undefined;
+        const failing = logged?.report.items.filter((i) => i.status === 'fail') ?? [];
+        expect(failing.length).toBeGreaterThan(1);
+        // What `aws lambda invoke` writes to out.json: every failing item, numbered, with its fix.
+        const lines = message.split('\n');
+        expect(lines[0]).toContain(`check failed: ${failing.length} of`);
+        failing.forEach((item, n) => {
+          expect(lines[n + 1]).toContain(`${n + 1}. ${item.check}: `);
+          expect(lines[n + 1]).toContain('; fix: ');
+        });
+      } finally {
+        for (const g of grantStatements(world.appId)) await world.admin.query(g.sql);
+      }
+    });
+
     it('wrote only JSON records (Powertools or EMF), no secret, and used only the Runtime API', () => {
       const rs = records(fn);
       for (const r of rs) {
@@ -188,6 +219,7 @@ function artifactSuite(): void {
       expect(rs.filter(isRuntimeError).map((r) => r['message'].errorType)).toEqual([
         'PayloadError',
         'LakebaseError',
+        'CheckFailed',
       ]);
       // Metrics had something to publish on every invocation, failed ones included.
       expect(rs.filter((r) => /no application metrics/i.test(String(r['message'])))).toEqual([]);
