@@ -185,8 +185,10 @@ function artifactSuite(): void {
     });
 
     it('answers a failing {"check": true} with an error that lists every failing item with its fix', async () => {
-      // No EXECUTE on any LakeTS function: each function the job calls is a failing item of its own.
+      // No EXECUTE on any LakeTS function and no privilege on its registries: each function the job
+      // calls and each registry it reads is a failing item of its own.
       await world.admin.query(`REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA lakets FROM "${world.appId}"`);
+      await world.admin.query(`REVOKE ALL ON ALL TABLES IN SCHEMA lakets FROM "${world.appId}"`);
       try {
         const from = fn.lines.length;
         const result = await fn.invoke({ check: true }, { timeoutMs: timeoutMs() });
