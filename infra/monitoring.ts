@@ -380,35 +380,62 @@ export class Monitoring extends Construct {
       const period = Duration.minutes(Math.min(spec.periodMinutes, 60));
       const metric = (m: MetricName, label: string = m): cw.IMetric =>
         props.estate ? allTargets(spec, m, period) : jobMetric(spec, m, { period, label });
-      const work = spec.metrics.map((m) => metric(m));
-      dashboard.addWidgets(
-        new cw.GraphWidget({
-          title: `${spec.title}: duration (ms)`,
-          left: [
-            fn.metricDuration({ period, statistic: cw.Stats.MAXIMUM, label: 'Lambda max' }),
-            fn.metricDuration({ period, statistic: cw.Stats.AVERAGE, label: 'Lambda avg' }),
-            metric('RunDuration', 'RunDuration (handler)'),
-          ],
-          leftAnnotations: [{ value: spec.timeoutMinutes * 60_000, label: 'timeout', color: cw.Color.RED }],
-          width: 6,
-        }),
-        new cw.GraphWidget({
-          title: `${spec.title}: invocations`,
-          left: [
-            fn.metricInvocations({ period, label: 'invocations' }),
-            fn.metricErrors({ period, label: 'errors' }),
-            fn.metricThrottles({ period, label: 'throttles' }),
-            runFailedByCode(spec, period),
-          ],
-          width: 6,
-        }),
-        new cw.GraphWidget({
-          title: `${spec.title}: outcomes`,
-          left: OUTCOME_METRICS.map((m) => metric(m)),
-          width: 6,
-        }),
-        new cw.GraphWidget({ title: `${spec.title}: work done`, left: work, width: 6 }),
-      );
+      const lambdaDuration = [
+        fn.metricDuration({ period, statistic: cw.Stats.MAXIMUM, label: 'Lambda max' }),
+        fn.metricDuration({ period, statistic: cw.Stats.AVERAGE, label: 'Lambda avg' }),
+      ];
+      const timeoutLine = [{ value: spec.timeoutMinutes * 60_000, label: 'timeout', color: cw.Color.RED }];
+      const invocations = new cw.GraphWidget({
+        title: `${spec.title}: invocations`,
+        left: [
+          fn.metricInvocations({ period, label: 'invocations' }),
+          fn.metricErrors({ period, label: 'errors' }),
+          fn.metricThrottles({ period, label: 'throttles' }),
+          runFailedByCode(spec, period),
+        ],
+        width: 6,
+      });
+      if (!props.estate) {
+        dashboard.addWidgets(
+          new cw.GraphWidget({
+            title: `${spec.title}: duration (ms)`,
+            left: [...lambdaDuration, metric('RunDuration', 'RunDuration (handler)')],
+            leftAnnotations: timeoutLine,
+            width: 6,
+          }),
+          invocations,
+          new cw.GraphWidget({
+            title: `${spec.title}: outcomes`,
+            left: OUTCOME_METRICS.map((m) => metric(m)),
+            width: 6,
+          }),
+          new cw.GraphWidget({
+            title: `${spec.title}: work done`,
+            left: spec.metrics.map((m) => metric(m)),
+            width: 6,
+          }),
+        );
+      } else {
+        // A graph is one GetMetricData call, which may hold only one Metrics Insights query: in an
+        // estate every metric aggregated over the targets gets a graph of its own.
+        dashboard.addWidgets(
+          new cw.GraphWidget({
+            title: `${spec.title}: duration (ms)`,
+            left: lambdaDuration,
+            leftAnnotations: timeoutLine,
+            width: 6,
+          }),
+          invocations,
+          ...(['RunDuration', ...OUTCOME_METRICS, ...spec.metrics] as MetricName[]).map(
+            (m) =>
+              new cw.GraphWidget({
+                title: `${spec.title}: ${m}${m === 'RunDuration' ? ' (handler, max over targets)' : ''}`,
+                left: [metric(m)],
+                width: 6,
+              }),
+          ),
+        );
+      }
       if (props.estate) {
         // Which targets ran and which failed: a line per target, from the metrics the runtime tags with it.
         dashboard.addWidgets(

@@ -95,6 +95,19 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
     expect(found).toEqual({ source: 'bundle', entries: THREE });
   });
 
+  it('gives every Metrics Insights query a dashboard graph of its own (GetMetricData takes one per call)', () => {
+    const [, dashboard] = ofType(template.Resources, 'AWS::CloudWatch::Dashboard')[0] ?? [];
+    // The body is a Fn::Join of strings and tokens: the strings alone keep each widget's queries.
+    const parts = (dashboard?.Properties.DashboardBody['Fn::Join'][1] ?? []) as unknown[];
+    const body = parts.map((p) => (typeof p === 'string' ? p : 'TOKEN')).join('');
+    const widgets = (JSON.parse(body) as { widgets: { properties: { metrics?: unknown[] } }[] }).widgets;
+    const insights = widgets.map(
+      (w) => JSON.stringify(w.properties.metrics ?? []).match(/SELECT [A-Z]+\(/g)?.length ?? 0,
+    );
+    expect(insights.filter((n) => n > 0).length).toBeGreaterThan(8);
+    expect(Math.max(...insights)).toBe(1);
+  });
+
   it('has twelve schedules in the stack group, each naming its target and only it', () => {
     const all = schedules();
     expect(all).toHaveLength(12);
