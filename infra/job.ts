@@ -63,6 +63,8 @@ export interface JobScheduleProps {
   /** Flexible time window in minutes; 0 is OFF. */
   readonly windowMinutes: number;
   readonly enabled: boolean;
+  /** The target's own schedule (a `jobs.<job>.schedule` override) instead of the job's. */
+  readonly overridden?: boolean;
 }
 
 export class LakeTsJob extends Construct {
@@ -75,6 +77,8 @@ export class LakeTsJob extends Construct {
   readonly schedules: scheduler.Schedule[] = [];
   /** The plans of its enabled schedules, by target name. */
   readonly plans = new Map<string, SchedulePlan>();
+  /** The targets whose enabled schedule is the job's own (no override): what its missed-run alarm watches. */
+  readonly onJobSchedule = new Set<string>();
   readonly #props: LakeTsJobProps;
 
   constructor(scope: Construct, id: string, props: LakeTsJobProps) {
@@ -211,6 +215,7 @@ export class LakeTsJob extends Construct {
     });
     this.schedules.push(schedule);
     if (s.enabled) this.plans.set(s.target ?? DEFAULT_TARGET, s.plan);
+    if (s.enabled && !s.overridden) this.onJobSchedule.add(s.target ?? DEFAULT_TARGET);
     return schedule;
   }
 

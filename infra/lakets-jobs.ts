@@ -142,6 +142,7 @@ export class LakeTsJobs extends Construct {
           plan,
           windowMinutes: 0,
           enabled: isEnabled(only, job),
+          overridden: only.entry.jobs?.[job.spec.name]?.schedule !== undefined,
         });
       }
     } else {
@@ -177,13 +178,16 @@ export class LakeTsJobs extends Construct {
         scope = part;
       }
       const name = target.entry.name;
+      const overridden = target.entry.jobs?.[job.spec.name]?.schedule !== undefined;
       const schedule = job.addSchedule(scope, `${name}-${job.spec.name}`, {
         // Unique in the stack's own group, which is named after the stack.
         scheduleName: `${name}-${job.spec.name}`,
         plan: this.planFor(job, target, shifts, timezone),
         target: name,
-        windowMinutes: flexibleWindowMinutes(job.spec),
+        // A target's own schedule runs when it says: the job's window fits the job's period, not the override's.
+        windowMinutes: overridden ? 0 : flexibleWindowMinutes(job.spec),
         enabled: isEnabled(target, job),
+        overridden,
       });
       if (!nested) schedule.node.addDependency(this.scheduleGroup);
     });

@@ -211,23 +211,26 @@ export class Monitoring extends Construct {
         plans.length === 1 && plans[0]
           ? `schedule ${plans[0].expression} in ${plans[0].timezone}`
           : `${plans.length} schedules, one per target`;
-      alarm(`${spec.name}-missed-run`, {
-        alarmName: name(`${spec.name}-missed-run`),
-        alarmDescription: `${spec.title} did not start for ${window.toHumanString()} (${when}). Check the schedule, the scheduler DLQ and the throttles alarm. Runbook: docs/alarms.md.`,
-        metric: fn.metricInvocations({ period: shape.period, statistic: cw.Stats.SUM }),
-        threshold: 1,
-        comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-        evaluationPeriods: shape.evaluationPeriods,
-        datapointsToAlarm: shape.evaluationPeriods,
-        // No datapoint at all is exactly the failure we look for; one invocation anywhere in the window is OK.
-        treatMissingData: cw.TreatMissingData.BREACHING,
-      });
+      // Its window is the job's own period: a job no target runs on the job's own schedule (all disabled,
+      // or every one on an override of its own) has no missed-run alarm, rather than one always in ALARM.
+      if (job.onJobSchedule.size > 0)
+        alarm(`${spec.name}-missed-run`, {
+          alarmName: name(`${spec.name}-missed-run`),
+          alarmDescription: `${spec.title} did not start for ${window.toHumanString()} (${when}). Check the schedule, the scheduler DLQ and the throttles alarm. Runbook: docs/alarms.md.`,
+          metric: fn.metricInvocations({ period: shape.period, statistic: cw.Stats.SUM }),
+          threshold: 1,
+          comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+          evaluationPeriods: shape.evaluationPeriods,
+          datapointsToAlarm: shape.evaluationPeriods,
+          // No datapoint at all is exactly the failure we look for; one invocation anywhere in the window is OK.
+          treatMissingData: cw.TreatMissingData.BREACHING,
+        });
       if (props.estate) {
         // One alarm per job for every target: a Metrics Insights query grouped by target is a
         // multi-time-series alarm, each target a contributor, and the notification names the ones in ALARM.
         alarm(`${spec.name}-failed-targets`, {
           alarmName: name(`${spec.name}-failed-targets`),
-          alarmDescription: `${spec.title} failed for a target (RunFailed by target; the contributors in ALARM are the targets, the failure code is in their log records). OK again after the target's next run without failure. Runbook: docs/alarms.md.`,
+          alarmDescription: `${spec.title} failed for a target (RunFailed by target; the contributors in ALARM are the targets, the failure code is in their log records). OK again after a period with no failed run of the target, whether or not it ran: a target still failing raises it again at its next run. Runbook: docs/alarms.md.`,
           metric: runFailedByTarget(spec, outcome),
           threshold: 1,
           comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

@@ -56,8 +56,22 @@ const PARTITION = 'aws(?:-cn|-us-gov|-iso(?:-[a-z])?)?';
 const KMS_KEY_ARN = new RegExp(
   `^arn:${PARTITION}:kms:[a-z0-9-]+:\\d{12}:key/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$`,
 );
-// What EventBridge Scheduler takes; the synth parses the cron fields themselves.
-const SCHEDULE = /^(?:cron\([^()]+\)|rate\(\d+ (?:minute|minutes|hour|hours|day|days)\))$/;
+/**
+ * Whether `expression` has the shape EventBridge Scheduler takes, so a mistake stops the synth instead of
+ * the deploy: `rate(<n ≥ 1> <unit>)` (singular for 1), or `cron(...)` with its six fields (minutes,
+ * hours, day of month, month, day of week, year), exactly one of the two day fields `?`.
+ */
+export function isScheduleExpression(expression: string): boolean {
+  const rate = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
+  if (rate) {
+    const n = Number(rate[1]);
+    return n >= 1 && (n === 1) === !rate[2]?.endsWith('s');
+  }
+  const cron = /^cron\(([^()]+)\)$/.exec(expression);
+  const fields = cron?.[1]?.trim().split(/\s+/) ?? [];
+  if (fields.length !== 6 || fields.some((f) => !/^[0-9A-Za-z*?,\-/#L]+$/.test(f))) return false;
+  return (fields[2] === '?') !== (fields[4] === '?');
+}
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -190,7 +204,8 @@ function parseJobs(
     let ok = true;
     for (const [k, v] of Object.entries(override)) {
       if (k === 'enabled' && typeof v === 'boolean') out.enabled = v;
-      else if (k === 'schedule' && typeof v === 'string' && SCHEDULE.test(v.trim())) out.schedule = v.trim();
+      else if (k === 'schedule' && typeof v === 'string' && isScheduleExpression(v.trim()))
+        out.schedule = v.trim();
       else {
         ok = false;
         problem(
@@ -203,7 +218,7 @@ function parseJobs(
           k === 'enabled'
             ? 'set true or false'
             : k === 'schedule'
-              ? 'give "cron(<minutes> <hours> <day> <month> <weekday> <year>)" or "rate(<n> minutes|hours|days)"'
+              ? 'give "cron(<minutes> <hours> <day> <month> <weekday> <year>)" with "?" in one of the day fields, or "rate(<n> minutes|hours|days)" ("rate(1 hour)" for one)'
               : 'a job takes "enabled" and "schedule" only',
         );
       }

@@ -144,6 +144,25 @@ describe('parseTargets', () => {
     expect(problems([{ ...good, jobs: { tiering: { schedule: 'daily' } } }])[0]).toMatch(
       /jobs\.tiering\.schedule: the string "daily" is not a schedule expression/,
     );
+    // Scheduler's own shapes, refused at synth rather than at deploy: a Unix 5-field cron, both day
+    // fields set (or neither '?'), a zero or mis-numbered rate.
+    for (const bad of [
+      'cron(0 3 * * *)',
+      'cron(0 3 * * 1 *)',
+      'cron(0 3 ? * ? *)',
+      'rate(0 minutes)',
+      'rate(1 hours)',
+      'rate(5 minute)',
+    ]) {
+      expect(problems([{ ...good, jobs: { tiering: { schedule: bad } } }])[0], bad).toMatch(
+        /jobs\.tiering\.schedule: .* is not a schedule expression/,
+      );
+    }
+    for (const ok of ['cron(0 3 * * ? *)', 'cron(0 3 ? * SUN *)', 'cron(0/15 * * * ? *)', 'rate(1 day)']) {
+      expect(parseTargets([{ ...good, jobs: { tiering: { schedule: ok } } }], 'f')[0]?.jobs, ok).toEqual({
+        tiering: { schedule: ok },
+      });
+    }
     expect(problems([{ ...good, jobs: { tiering: { at: '03:00' } } }])[0]).toMatch(
       /jobs\.tiering\.at: is not a job setting/,
     );

@@ -12,7 +12,7 @@ import { INLINE_SCHEDULES, LakeTsJobs, SCHEDULES_PER_STACK } from '../../infra/l
 import { dailyShiftHours, flexibleWindowMinutes, jobSchedule } from '../../infra/schedule.ts';
 import { defineApp } from '../../infra/stack.ts';
 import type { TargetEntry } from '../../lib/estate.ts';
-import { JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
+import { JOB_NAMES, JOBS, type JobName } from '../../lib/jobs/catalog.ts';
 import { latestStartMinutes } from '../../lib/jobs/spec.ts';
 import { normaliseTemplate } from './normalise.ts';
 import { synth } from './synth.ts';
@@ -123,10 +123,11 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
     expect(pairs).toEqual(THREE.flatMap((t) => JOB_NAMES.map((j) => `${t.name}-${j}`)).sort());
   });
 
-  it('spreads the targets: a flexible window per job period, staggered minutes for the 15-minute job', () => {
+  it("spreads the targets: a flexible window per job period (none on a target's own schedule), staggered minutes for the 15-minute job", () => {
     for (const s of schedules()) {
       const job = JOB_NAMES.find((j) => s.Name.endsWith(`-${j}`)) ?? '';
-      const window = flexibleWindowMinutes(JOBS[job as keyof typeof JOBS]);
+      const own = THREE.some((t) => s.Name === `${t.name}-${job}` && t.jobs?.[job as JobName]?.schedule);
+      const window = own ? 0 : flexibleWindowMinutes(JOBS[job as keyof typeof JOBS]);
       expect(s.FlexibleTimeWindow, s.Name).toEqual(
         window === 0 ? { Mode: 'OFF' } : { Mode: 'FLEXIBLE', MaximumWindowInMinutes: window },
       );
@@ -134,6 +135,28 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
     const rollups = schedules().filter((s) => s.Name.endsWith('-rollup-refresh'));
     const minutes = rollups.map((s) => /^cron\((\d+)\/15 \* \* \* \? \*\)$/.exec(s.ScheduleExpression)?.[1]);
     expect(minutes.every((m) => m !== undefined && Number(m) < 15)).toBe(true);
+  });
+
+  it("watches missed runs only of jobs some target runs on the job's own schedule", () => {
+    const alarmsOf = (entries: TargetEntry[]) => {
+      const t = synth({ targets: targetsFile(entries), alarmEmail: 'oncall@example.com' }).template as {
+        Resources: Record<string, Resource>;
+      };
+      return ofType(t.Resources, 'AWS::CloudWatch::Alarm').map(([, a]) => String(a.Properties.AlarmName));
+    };
+    // Tiering disabled everywhere, Retention on every target's own schedule: neither could ever start
+    // on the job's schedule, so a missed-run alarm would sit in ALARM for good.
+    const names = alarmsOf(
+      THREE.map((t) => ({
+        ...t,
+        jobs: { tiering: { enabled: false }, retention: { schedule: 'cron(0 5 ? * SUN *)' } },
+      })),
+    );
+    expect(names.filter((n) => n.endsWith('-missed-run')).sort()).toEqual(
+      ['partition-manager', 'rollup-refresh'].map((j) => `LakeTs-estate-${j}-missed-run`),
+    );
+    // One target left on the job's schedule keeps the alarm.
+    expect(alarmsOf(THREE)).toContain('LakeTs-estate-retention-missed-run');
   });
 
   it('a window never lets a late run reach the next slot, nor Tiering reach Retention', () => {
