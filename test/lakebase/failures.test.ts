@@ -15,7 +15,7 @@ import {
   LakebaseError,
   type LakebaseErrorCode,
 } from '../../lib/lakebase/index.ts';
-import { PROJECT, RO, RW, startWorld, type World } from './world.ts';
+import { PROJECT, RO, RW, recordWrites, startWorld, type World } from './world.ts';
 
 let world: World;
 const messages: string[] = [];
@@ -55,16 +55,8 @@ afterAll(async () => {
   expect(leaks([...messages, ...written, ...world.log.lines])).toEqual([]);
 });
 
-beforeEach(() => {
-  // Anything the library or the SDKs print goes through here.
-  for (const stream of [process.stdout, process.stderr]) {
-    const original = stream.write.bind(stream);
-    vi.spyOn(stream, 'write').mockImplementation(((chunk: unknown, ...rest: unknown[]) => {
-      written.push(String(chunk));
-      return (original as (...a: unknown[]) => boolean)(chunk, ...rest);
-    }) as typeof stream.write);
-  }
-});
+// Anything the library or the SDKs print goes through here.
+beforeEach(() => recordWrites(written));
 afterEach(() => {
   vi.restoreAllMocks();
   world.fake.resetCalls();

@@ -17,7 +17,7 @@ import {
   LakebaseError,
   type LakebaseErrorCode,
 } from '../../lib/lakebase/index.ts';
-import { INSTANCE, startWorld, type World } from './world.ts';
+import { INSTANCE, recordWrites, startWorld, type World } from './world.ts';
 
 let world: World;
 const messages: string[] = [];
@@ -39,16 +39,8 @@ afterAll(async () => {
   // Everything this file produced, once more, now that every token of the run is known.
   expect(leaks([...messages, ...written, ...world.log.lines])).toEqual([]);
 });
-beforeEach(() => {
-  // Anything the library or the SDKs print goes through here.
-  for (const stream of [process.stdout, process.stderr]) {
-    const original = stream.write.bind(stream);
-    vi.spyOn(stream, 'write').mockImplementation(((chunk: unknown, ...rest: unknown[]) => {
-      written.push(String(chunk));
-      return (original as (...a: unknown[]) => boolean)(chunk, ...rest);
-    }) as typeof stream.write);
-  }
-});
+// Anything the library or the SDKs print goes through here.
+beforeEach(() => recordWrites(written));
 afterEach(() => {
   vi.restoreAllMocks();
   world.fake.resetCalls();

@@ -4,6 +4,7 @@
 // a member of), and a fake Secrets Manager (HTTPS) holding the service principal's secret. Nothing
 // about the database is mocked.
 import pg from 'pg';
+import { vi } from 'vitest';
 import type { EndpointType, FakeDatabricks, FakeInstance, FakeProject } from '../../dev/fake-databricks.ts';
 import type { FakeSecretsManager } from '../../dev/fake-secrets-manager.ts';
 import { startFakeWorkspace } from '../../dev/fake-workspace.ts';
@@ -163,4 +164,18 @@ export function leakedSecrets(world: World, texts: string[]): string[] {
   return world
     .secrets()
     .filter((secret) => secret.length >= 8 && texts.some((text) => text.includes(secret)));
+}
+
+/**
+ * Keeps in `written` everything written to stdout and stderr (still shown), until vi.restoreAllMocks():
+ * call it in beforeEach, so a file can scan all it printed for secrets.
+ */
+export function recordWrites(written: string[]): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    const original = stream.write.bind(stream);
+    vi.spyOn(stream, 'write').mockImplementation(((chunk: unknown, ...rest: unknown[]) => {
+      written.push(String(chunk));
+      return (original as (...a: unknown[]) => boolean)(chunk, ...rest);
+    }) as typeof stream.write);
+  }
 }
