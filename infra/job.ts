@@ -1,4 +1,5 @@
 // One LakeTS job: its Lambda function (role, log group, async-invoke policy) and its EventBridge schedule.
+import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AssetHashType, DockerImage, Duration, Stack, TimeZone, Validations } from 'aws-cdk-lib';
@@ -6,7 +7,6 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
-import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
@@ -15,10 +15,18 @@ import { Construct } from 'constructs';
 import { type BuildOptions, buildSync } from 'esbuild';
 import { DEFAULT_TARGET } from '../lib/estate.ts';
 import type { JobSpec } from '../lib/jobs/spec.ts';
-import { esbuildOptions, FUNCTION_BUNDLING } from './bundling.ts';
+import { esbuildOptions } from './bundling.ts';
 import type { SchedulePlan } from './schedule.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+// The sources' root: the checkout, or `dist/` of the installed package, whose functions are compiled to
+// JavaScript (Node strips no types under node_modules); esbuild bundles either at the app's synth.
+const SOURCE_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SOURCE_EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+
+/** The handler module of a job, as this copy of the construct ships it. */
+export function functionEntry(job: string): string {
+  return join(SOURCE_ROOT, 'functions', `${job}${SOURCE_EXT}`);
+}
 
 // Measured: a run over 1,000 ChronoTables (1,000 partitions created, or 1,000 retention calls) peaks
 // at 125-145 MB RSS (`/usr/bin/time` around `npm run invoke`, unbundled, so the bundle uses less):
@@ -166,22 +174,11 @@ export class LakeTsJob extends Construct {
         securityGroups: [...network.securityGroups],
       }),
     } satisfies Partial<lambda.FunctionProps>;
-    const entry = join(REPO_ROOT, 'functions', `${spec.name}.ts`);
-    this.fn =
-      props.bundledTargets === undefined
-        ? new NodejsFunction(this, 'Function', {
-            ...common,
-            entry,
-            handler: 'handler',
-            projectRoot: REPO_ROOT,
-            depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
-            bundling: FUNCTION_BUNDLING,
-          })
-        : new lambda.Function(this, 'Function', {
-            ...common,
-            handler: 'index.handler',
-            code: bundledCode(entry, props.bundledTargets),
-          });
+    this.fn = new lambda.Function(this, 'Function', {
+      ...common,
+      handler: 'index.handler',
+      code: bundledCode(functionEntry(spec.name), props.bundledTargets),
+    });
     this.schedulerRole = this.schedulerRoleFor(props);
   }
 
@@ -240,18 +237,26 @@ export class LakeTsJob extends Construct {
 }
 
 /**
- * An estate's function code: bundled here with esbuild's API, the targets compiled in as the constant
- * `__LAKETS_TARGETS__`. NodejsFunction passes `define` on esbuild's command line, and a thousand targets
- * (about 250 KB) exceed the 128 KB a single argument may have on Linux. The options are FUNCTION_BUNDLING's.
+ * A function's code, bundled at synth with esbuild's API (esbuild is a dependency of the package, so
+ * synth never needs Docker), with the options of infra/bundling.ts; an estate's targets compiled in as the
+ * constant `__LAKETS_TARGETS__`. Not NodejsFunction: it passes `define` on esbuild's command line, where
+ * a thousand targets (about 250 KB) exceed the 128 KB one argument may have on Linux, and it needs a
+ * lock file beside the sources, which an installed package does not have.
  */
-function bundledCode(entry: string, targets: string): lambda.Code {
+function bundledCode(entry: string, targets: string | undefined): lambda.Code {
   return lambda.Code.fromAsset(dirname(entry), {
     assetHashType: AssetHashType.OUTPUT,
     bundling: {
       image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:24'),
+      // Never used (the bundling is local), but CDK caches a bundled asset by its source folder and
+      // bundling options, which do not see `tryBundle`: without what bundles here in them, all four
+      // functions (one folder) would get the first one's bundle.
+      environment: {
+        LAKETS_BUNDLE: createHash('sha256').update(entry).update(targets ?? '').digest('hex'),
+      },
       local: {
         tryBundle(outputDir: string): boolean {
-          buildSync(estateBuildOptions(entry, join(outputDir, 'index.mjs'), targets));
+          buildSync(functionBuildOptions(entry, join(outputDir, 'index.mjs'), targets));
           return true;
         },
       },
@@ -278,15 +283,15 @@ class InvokeThisFunction extends LambdaInvoke {
   }
 }
 
-/** esbuild's options for an estate's function: FUNCTION_BUNDLING's, and the targets as a constant. */
-export function estateBuildOptions(entry: string, outfile: string, targets: string): BuildOptions {
+/** esbuild's options for a function: infra/bundling.ts's, and an estate's targets as a constant. */
+export function functionBuildOptions(entry: string, outfile: string, targets: string | undefined): BuildOptions {
   return {
     ...esbuildOptions(),
     entryPoints: [entry],
     outfile,
-    absWorkingDir: REPO_ROOT,
+    absWorkingDir: SOURCE_ROOT,
     // A JSON string literal of the validated entries: lib/estate.ts reads it as __LAKETS_TARGETS__.
-    define: { __LAKETS_TARGETS__: JSON.stringify(targets) },
+    ...(targets !== undefined && { define: { __LAKETS_TARGETS__: JSON.stringify(targets) } }),
     logLevel: 'error',
   };
 }

@@ -7,15 +7,15 @@ import { pathToFileURL } from 'node:url';
 import { App, Stack } from 'aws-cdk-lib';
 import { buildSync } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { estateBuildOptions } from '../../infra/job.ts';
+import { functionBuildOptions } from '../../infra/job.ts';
 import { INLINE_SCHEDULES, LakeTsJobs, SCHEDULES_PER_STACK } from '../../infra/lakets-jobs.ts';
 import { dailyShiftHours, flexibleWindowMinutes, jobSchedule } from '../../infra/schedule.ts';
 import { defineApp } from '../../infra/stack.ts';
 import type { TargetEntry } from '../../lib/estate.ts';
-import { JOB_NAMES, JOBS, type JobName } from '../../lib/jobs/catalog.ts';
+import { JOB_LIST, JOB_NAMES, JOBS, type JobName } from '../../lib/jobs/catalog.ts';
 import { latestStartMinutes } from '../../lib/jobs/spec.ts';
 import { normaliseTemplate } from './normalise.ts';
-import { synth } from './synth.ts';
+import { bundleOf, ownCalls, synth } from './synth.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: CloudFormation resources are untyped JSON
 type Resource = { Type: string; Properties: any };
@@ -59,9 +59,11 @@ const ofType = (resources: Record<string, Resource>, type: string) =>
 
 describe('a three-target estate: two Autoscaling projects on two workspaces, one Provisioned instance', () => {
   let template: { Resources: Record<string, Resource> };
+  let directory: string;
   beforeAll(() => {
     const synthesized = synth({ targets: targetsFile(THREE), alarmEmail: 'oncall@example.com' });
     template = synthesized.template as typeof template;
+    directory = synthesized.directory;
   });
   const schedules = () => ofType(template.Resources, 'AWS::Scheduler::Schedule').map(([, s]) => s.Properties);
 
@@ -82,6 +84,21 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
     }
   });
 
+  it("gives each function its own job's bundle, with the three targets in it", () => {
+    // Found from the outside: all four functions once shared the first one's bundle (CDK caches a
+    // bundled asset by its folder and options, and the four share a folder).
+    for (const [, fn] of ofType(template.Resources, 'AWS::Lambda::Function')) {
+      const name = JOB_LIST.find((j) => fn.Properties.FunctionName.endsWith(`-${j.name}`))?.name;
+      const code = bundleOf(directory, fn);
+      for (const job of JOB_LIST)
+        for (const call of ownCalls(job)) {
+          if (job.name === name) expect(code).toContain(call);
+          else expect(code, `${name} bundle holds ${job.name}'s ${call}`).not.toContain(call);
+        }
+      for (const t of THREE) expect(code).toContain(t.name);
+    }
+  });
+
   it('compiles the targets into the code: lib/estate.ts reads them back from the bundle, with no LAKETS_TARGETS', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lakets-probe-'));
     const entry = join(dir, 'probe.ts');
@@ -90,7 +107,7 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
       `import { deployedTargets } from ${JSON.stringify(join(process.cwd(), 'lib', 'estate.ts'))};\nexport const found = deployedTargets({});\n`,
     );
     const outfile = join(dir, 'probe.mjs');
-    buildSync(estateBuildOptions(entry, outfile, JSON.stringify(THREE)));
+    buildSync(functionBuildOptions(entry, outfile, JSON.stringify(THREE)));
     const { found } = await import(pathToFileURL(outfile).href);
     expect(found).toEqual({ source: 'bundle', entries: THREE });
   });

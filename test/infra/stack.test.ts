@@ -1,6 +1,4 @@
 // The default deployment (secret by name, email alarms), scheduled in a non-UTC time zone.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { missedRunAlarmShape, outcomePeriod } from '../../infra/monitoring.ts';
@@ -9,7 +7,9 @@ import { METRIC_NAMES, METRICS_NAMESPACE } from '../../lib/jobs/spec.ts';
 import { normaliseTemplate } from './normalise.ts';
 import {
   acknowledgements,
+  bundleOf,
   findingsIgnoringAcknowledgements,
+  ownCalls,
   REQUIRED_CONTEXT,
   type Synthesized,
   synth,
@@ -48,7 +48,7 @@ const statementsOfRole = (roleId: string) =>
   );
 
 describe('functions', () => {
-  it('are four NodejsFunctions on nodejs24.x arm64 with 256 MB and per-job timeouts', () => {
+  it('are four functions on nodejs24.x arm64 with 256 MB and per-job timeouts', () => {
     template.resourceCountIs('AWS::Lambda::Function', 4);
     for (const job of JOB_NAMES) {
       const [, fn] = functionOf(job);
@@ -116,23 +116,8 @@ function queueIds(): [string, string] {
 }
 
 describe('bundles', () => {
-  // The LakeTS functions only one job calls, as its SQL names them (`lakets.tier_chunk(`): a bundle
-  // holding another job's logic holds that job's calls.
-  const ownCalls = (job: (typeof JOB_LIST)[number]) =>
-    job.needs.functions
-      .map(([fn]) => fn)
-      .filter((fn) =>
-        JOB_LIST.every((other) => other === job || other.needs.functions.every(([f]) => f !== fn)),
-      )
-      .map((fn) => `lakets.${fn}(`);
-  const bundleOf = (job: string) => {
-    // The code's S3 key is the asset's hash: the assembly holds the bundle in asset.<hash>/.
-    const key = functionOf(job)[1].Properties.Code.S3Key as string;
-    return join(synthesized.directory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs');
-  };
-
   it.each(JOB_NAMES)('%s: its bundle holds its own job and no other', (name) => {
-    const code = readFileSync(bundleOf(name), 'utf8');
+    const code = bundleOf(synthesized.directory, functionOf(name)[1]);
     for (const job of JOB_LIST) {
       const calls = ownCalls(job);
       expect(calls.length).toBeGreaterThan(0);

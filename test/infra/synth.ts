@@ -5,6 +5,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { defineApp, type LakeTsJobsStack } from '../../infra/stack.ts';
+import { JOB_LIST } from '../../lib/jobs/catalog.ts';
 
 export const REQUIRED_CONTEXT = {
   lakebaseProject: 'demo',
@@ -68,4 +69,21 @@ export function findingsIgnoringAcknowledgements(root: IConstruct): { path: stri
     .violations.flatMap((v) =>
       v.violatingResources.map((r) => ({ path: r.constructPath ?? '', id: v.ruleName })),
     );
+}
+
+/** The bundle of a synthesized function: the assembly holds it in asset.<hash>/ (the code's S3 key). */
+export function bundleOf(directory: string, fn: { Properties: { Code: { S3Key: string } } }): string {
+  const key = fn.Properties.Code.S3Key;
+  return readFileSync(join(directory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs'), 'utf8');
+}
+
+/**
+ * The LakeTS calls only `job` makes (`lakets.<fn>(`): a bundle holding another job's logic holds that
+ * job's calls.
+ */
+export function ownCalls(job: (typeof JOB_LIST)[number]): string[] {
+  return job.needs.functions
+    .map(([fn]) => fn)
+    .filter((fn) => JOB_LIST.every((other) => other === job || other.needs.functions.every(([f]) => f !== fn)))
+    .map((fn) => `lakets.${fn}(`);
 }
