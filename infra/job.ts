@@ -252,7 +252,10 @@ function bundledCode(entry: string, targets: string | undefined): lambda.Code {
       // bundling options, which do not see `tryBundle`: without what bundles here in them, all four
       // functions (one folder) would get the first one's bundle.
       environment: {
-        LAKETS_BUNDLE: createHash('sha256').update(entry).update(targets ?? '').digest('hex'),
+        LAKETS_BUNDLE: createHash('sha256')
+          .update(entry)
+          .update(targets ?? '')
+          .digest('hex'),
       },
       local: {
         tryBundle(outputDir: string): boolean {
@@ -284,7 +287,11 @@ class InvokeThisFunction extends LambdaInvoke {
 }
 
 /** esbuild's options for a function: infra/bundling.ts's, and an estate's targets as a constant. */
-export function functionBuildOptions(entry: string, outfile: string, targets: string | undefined): BuildOptions {
+export function functionBuildOptions(
+  entry: string,
+  outfile: string,
+  targets: string | undefined,
+): BuildOptions {
   return {
     ...esbuildOptions(),
     entryPoints: [entry],

@@ -84,6 +84,8 @@ export function bundleOf(directory: string, fn: { Properties: { Code: { S3Key: s
 export function ownCalls(job: (typeof JOB_LIST)[number]): string[] {
   return job.needs.functions
     .map(([fn]) => fn)
-    .filter((fn) => JOB_LIST.every((other) => other === job || other.needs.functions.every(([f]) => f !== fn)))
+    .filter((fn) =>
+      JOB_LIST.every((other) => other === job || other.needs.functions.every(([f]) => f !== fn)),
+    )
     .map((fn) => `lakets.${fn}(`);
 }
