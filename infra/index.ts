@@ -1,0 +1,4 @@
+// The package's public API: what a CDK app imports from 'lakets-jobs-aws' (docs/construct.md).
+export { type JobOverride, parseTargets, type TargetEntry, type TargetJobName } from '../lib/estate.ts';
+export { type AlarmTarget, ConfigError, type VpcConfig } from './config.ts';
+export { LakeTsJobs, type LakeTsJobsProps } from './lakets-jobs.ts';

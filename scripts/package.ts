@@ -1,0 +1,35 @@
+// `npm run package`: the construct as an npm package in dist/package (then `npm pack dist/package`).
+// Its own manifest, not this repository's: the dev tooling, the embedded Postgres and the runtime
+// client the tests use (an optional dependency that builds from source) stay out of a team's install.
+// The package holds the compiled construct and the compiled functions, which esbuild (a dependency)
+// bundles at the app's synth, the app's targets compiled in.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const out = join(root, 'dist', 'package');
+const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const dev: Record<string, string> = manifest.devDependencies;
+
+rmSync(out, { recursive: true, force: true });
+execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+  cwd: root,
+  stdio: 'inherit',
+});
+const pkg = {
+  name: manifest.name,
+  version: manifest.version,
+  description: manifest.description,
+  license: manifest.license,
+  type: 'module',
+  engines: manifest.engines,
+  exports: { '.': { types: './infra/index.d.ts', default: './infra/index.js' } },
+  // What the functions import (bundled into them at synth) and the bundler itself.
+  dependencies: { ...manifest.dependencies, esbuild: dev['esbuild'] },
+  peerDependencies: { 'aws-cdk-lib': dev['aws-cdk-lib'], constructs: dev['constructs'] },
+};
+writeFileSync(join(out, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
+copyFileSync(join(root, 'docs', 'construct.md'), join(out, 'README.md'));
+process.stdout.write(`package: ${out} (npm pack ${join('dist', 'package')})\n`);
