@@ -14,10 +14,14 @@ const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const dev: Record<string, string> = manifest.devDependencies;
 
 rmSync(out, { recursive: true, force: true });
-execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
-  cwd: root,
-  stdio: 'inherit',
-});
+execFileSync(
+  process.execPath,
+  [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
 const pkg = {
   name: manifest.name,
   version: manifest.version,
