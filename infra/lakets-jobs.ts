@@ -30,11 +30,12 @@ import {
 } from './schedule.ts';
 
 /**
- * CloudFormation allows 500 resources per stack. The parent stack holds about 90 of its own; above this
- * many schedules they go to nested stacks of SCHEDULES_PER_STACK each (every schedule is one resource).
+ * CloudFormation allows 500 resources per stack. The parent stack holds about 110 of its own; above this
+ * many (target, job) schedules they go to nested stacks of SCHEDULES_PER_STACK each (every schedule is one
+ * resource, with its missed-run alarm one more).
  */
-export const INLINE_SCHEDULES = 300;
-export const SCHEDULES_PER_STACK = 400;
+export const INLINE_SCHEDULES = 150;
+export const SCHEDULES_PER_STACK = 200;
 
 export interface LakeTsJobsProps {
   /**
@@ -145,9 +146,8 @@ export class LakeTsJobs extends Construct {
           overridden: only.entry.jobs?.[job.spec.name]?.schedule !== undefined,
         });
       }
-    } else {
-      this.addEstateSchedules(shifts, timezone);
     }
+    const watched = single ? [] : this.addEstateSchedules(shifts, timezone);
 
     this.monitoring = new Monitoring(this, 'Monitoring', {
       namePrefix: props.namePrefix,
@@ -159,10 +159,19 @@ export class LakeTsJobs extends Construct {
       failureQueue: this.failureQueue,
       schedulerDlq: this.schedulerDlq,
     });
+    // Beside each schedule (in its nested stack, if any): its target's own missed-run alarm.
+    for (const w of watched) this.monitoring.addTargetMissedRun(w.scope, w.job, w.target);
   }
 
-  /** Every (target, job) schedule: in this construct up to INLINE_SCHEDULES, else in nested stacks. */
-  private addEstateSchedules(shifts: Map<string, number>, timezone: string): void {
+  /**
+   * Every (target, job) schedule: in this construct up to INLINE_SCHEDULES, else in nested stacks.
+   * Returns the schedules that get a missed-run alarm of their own (enabled, on the job's own schedule).
+   */
+  private addEstateSchedules(
+    shifts: Map<string, number>,
+    timezone: string,
+  ): { scope: Construct; job: LakeTsJob; target: string }[] {
+    const watched: { scope: Construct; job: LakeTsJob; target: string }[] = [];
     const pairs = this.targets.flatMap((target) => this.jobs.map((job) => ({ target, job })));
     const nested = pairs.length > INLINE_SCHEDULES;
     let scope: Construct = this;
@@ -190,7 +199,9 @@ export class LakeTsJobs extends Construct {
         overridden,
       });
       if (!nested) schedule.node.addDependency(this.scheduleGroup);
+      if (isEnabled(target, job) && !overridden) watched.push({ scope, job, target: name });
     });
+    return watched;
   }
 
   /** A target's plan for a job: its override, or the job's own schedule in the target's zone. */

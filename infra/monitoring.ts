@@ -1,5 +1,5 @@
 // Alarms (to one SNS topic) and the CloudWatch dashboard for the four jobs. docs/alarms.md is the runbook.
-import { Aws, Duration } from 'aws-cdk-lib';
+import { ArnFormat, Aws, Duration, Stack } from 'aws-cdk-lib';
 import * as cw from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -158,15 +158,26 @@ export function runFailedByTarget(job: JobSpec, period: Duration): cw.MathExpres
   return byTarget(job, RUN_FAILED_METRIC, 'SUM', period);
 }
 
+/** The name of a target's own missed-run alarm for a job (the topic policy allows them by this shape). */
+export function targetMissedRunAlarmName(namePrefix: string, job: string, target: string): string {
+  return `${namePrefix}-${job}-missed-run-${target}`;
+}
+
 export class Monitoring extends Construct {
   readonly topic: sns.ITopic;
   readonly alarms: cw.Alarm[] = [];
+  /** An estate's missed-run alarm of each (target, job) on the job's own schedule (addTargetMissedRun). */
+  readonly targetAlarms: cw.Alarm[] = [];
   readonly dashboard: cw.Dashboard;
+  readonly #props: MonitoringProps;
+  readonly #action: SnsAction;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
+    this.#props = props;
     this.topic = this.alarmTopic(props);
     const action = new SnsAction(this.topic);
+    this.#action = action;
     const alarm = (alarmId: string, alarmProps: cw.AlarmProps): cw.Alarm => {
       const created = new cw.Alarm(this, alarmId, alarmProps);
       created.addAlarmAction(action);
@@ -322,6 +333,41 @@ export class Monitoring extends Construct {
   }
 
   /**
+   * An estate target's own missed-run alarm for a job, in `scope` (beside the target's schedule, so
+   * that a nested schedule stack holds both): no run of the job reported for the target within the
+   * job's missed-run window. RunDuration is published with every run's report, with {service, target}:
+   * a run that fails before its report (a refused login) counts as missed, beside the failed-targets
+   * alarm. One standard alarm per (target, job), since Metrics Insights alarms read only the last 3
+   * hours and a series that stops publishing drops out of their results.
+   */
+  addTargetMissedRun(scope: Construct, job: LakeTsJob, target: string): cw.Alarm {
+    const { spec } = job;
+    const flexible = flexibleWindowMinutes(spec);
+    const shape = missedRunAlarmShape(spec, flexible);
+    const window = missedRunWindow(spec, flexible);
+    const plan = job.plans.get(target);
+    const created = new cw.Alarm(scope, `${target}-${spec.name}-missed-run`, {
+      alarmName: targetMissedRunAlarmName(this.#props.namePrefix, spec.name, target),
+      alarmDescription: `${spec.title} did not run for target ${target} for ${window.toHumanString()}${plan ? ` (schedule ${plan.expression} in ${plan.timezone})` : ''}: no report (RunDuration) of it. Check its schedule ${target}-${spec.name}, the scheduler DLQ and its failed-targets alarm. Runbook: docs/alarms.md.`,
+      metric: jobMetric(
+        spec,
+        'RunDuration',
+        { period: shape.period, statistic: cw.Stats.SAMPLE_COUNT },
+        target,
+      ),
+      threshold: 1,
+      comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: shape.evaluationPeriods,
+      datapointsToAlarm: shape.evaluationPeriods,
+      treatMissingData: cw.TreatMissingData.BREACHING,
+    });
+    created.addAlarmAction(this.#action);
+    created.addOkAction(this.#action);
+    this.targetAlarms.push(created);
+    return created;
+  }
+
+  /**
    * A topic policy replaces the topic's default one: enforceSSL's Deny alone would let no one publish.
    * CloudWatch publishes an alarm's notification as cloudwatch.amazonaws.com with aws:SourceAccount and
    * aws:SourceArn = the alarm's ARN: allow exactly this stack's alarms, over TLS (the Deny stays).
@@ -337,6 +383,31 @@ export class Monitoring extends Construct {
         conditions: {
           StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
           ArnEquals: { 'aws:SourceArn': alarmArns },
+        },
+      }),
+    );
+    if (!this.#props.estate) return;
+    // An estate's per-target missed-run alarms, by name (one pattern per job, not thousands of ARNs:
+    // a topic policy holds 30 KB). The alarms are created after this policy, beside their schedules.
+    const stack = Stack.of(this);
+    topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowThisStacksTargetAlarms',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [topic.topicArn],
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+          ArnLike: {
+            'aws:SourceArn': this.#props.jobs.map((j) =>
+              stack.formatArn({
+                service: 'cloudwatch',
+                resource: 'alarm',
+                resourceName: targetMissedRunAlarmName(this.#props.namePrefix, j.spec.name, '*'),
+                arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+              }),
+            ),
+          },
         },
       }),
     );

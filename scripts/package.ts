@@ -4,7 +4,7 @@
 // The package holds the compiled construct and the compiled functions, which esbuild (a dependency)
 // bundles at the app's synth, the app's targets compiled in.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,5 +35,11 @@ const pkg = {
   peerDependencies: { 'aws-cdk-lib': dev['aws-cdk-lib'], constructs: dev['constructs'] },
 };
 writeFileSync(join(out, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
-copyFileSync(join(root, 'docs', 'construct.md'), join(out, 'README.md'));
+// The README is docs/construct.md; the other docs are not in the package, so its links to them become
+// plain references to the repository's files.
+const readme = readFileSync(join(root, 'docs', 'construct.md'), 'utf8').replace(
+  /\[([^\]]+)\]\(([a-z0-9-]+\.md)(#[^)]*)?\)/g,
+  (_, text: string, file: string) => (text === file ? `docs/${file}` : `${text} (docs/${file})`),
+);
+writeFileSync(join(out, 'README.md'), readme);
 process.stdout.write(`package: ${out} (npm pack ${join('dist', 'package')})\n`);

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const SKIP = new Set(['node_modules', '.git', 'cdk.out', 'coverage']);
+// Build output (dist/: the package, whose README is docs/construct.md with its links made plain) and scratch folders.
+const SKIP = new Set(['node_modules', '.git', 'cdk.out', 'coverage', 'dist', '.scratch', '.tmp']);
 const TEXT = /\.(ts|mjs|js|sql|sh|md|json)$/;
 const TOP = ['lib', 'dev', 'infra', 'test', 'bench', 'scripts', 'functions', '.ci', 'docs'];
 

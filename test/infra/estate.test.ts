@@ -9,6 +9,7 @@ import { buildSync } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { functionBuildOptions } from '../../infra/job.ts';
 import { INLINE_SCHEDULES, LakeTsJobs, SCHEDULES_PER_STACK } from '../../infra/lakets-jobs.ts';
+import { missedRunAlarmShape } from '../../infra/monitoring.ts';
 import { dailyShiftHours, flexibleWindowMinutes, jobSchedule } from '../../infra/schedule.ts';
 import { defineApp } from '../../infra/stack.ts';
 import type { TargetEntry } from '../../lib/estate.ts';
@@ -221,8 +222,52 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
         }),
       ]);
     }
-    // The alarm count does not grow with the targets: 4 per-job kinds + 4 failed-targets + the rest.
-    expect(alarms.length).toBeLessThan(25);
+    // Besides one missed-run alarm per (target, job) on the job's own schedule, the count does not grow
+    // with the targets: 4 per-job kinds + 4 failed-targets + the rest.
+    const perTarget = alarms.filter((a) => /-missed-run-[a-z0-9-]+$/.test(a.AlarmName));
+    expect(alarms.length - perTarget.length).toBeLessThan(25);
+  });
+
+  it("gives each target its own missed-run alarm per job it runs on the job's own schedule, naming the target", () => {
+    const alarms = ofType(template.Resources, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    const expected = THREE.flatMap((t) =>
+      JOB_NAMES.filter((j) => t.jobs?.[j]?.enabled !== false && t.jobs?.[j]?.schedule === undefined).map(
+        (j) => `LakeTs-estate-${j}-missed-run-${t.name}`,
+      ),
+    );
+    // eu-prod's Retention is disabled and legacy's Partition Manager on a schedule of its own: 10, not 12.
+    expect(expected).toHaveLength(10);
+    expect(
+      alarms
+        .map((a) => a.AlarmName as string)
+        .filter((n) => /-missed-run-/.test(n))
+        .sort(),
+    ).toEqual(expected.sort());
+    for (const t of THREE)
+      for (const j of JOB_NAMES) {
+        const a = alarms.find((x) => x.AlarmName === `LakeTs-estate-${j}-missed-run-${t.name}`);
+        if (!a) continue;
+        const shape = missedRunAlarmShape(JOBS[j], flexibleWindowMinutes(JOBS[j]));
+        expect(a).toMatchObject({
+          Namespace: 'LakeTS',
+          MetricName: 'RunDuration',
+          Statistic: 'SampleCount',
+          Dimensions: expect.arrayContaining([
+            { Name: 'service', Value: j },
+            { Name: 'target', Value: t.name },
+          ]),
+          Period: shape.period.toSeconds(),
+          EvaluationPeriods: shape.evaluationPeriods,
+          DatapointsToAlarm: shape.evaluationPeriods,
+          ComparisonOperator: 'LessThanThreshold',
+          Threshold: 1,
+          TreatMissingData: 'breaching',
+        });
+        expect(a.Dimensions).toHaveLength(2);
+        expect(a.AlarmDescription).toContain(`for target ${t.name}`);
+        expect(a.AlarmActions).toHaveLength(1);
+        expect(a.OKActions).toHaveLength(1);
+      }
   });
 });
 
@@ -406,5 +451,11 @@ describe('a thousand targets', () => {
     }
     expect(targets.size).toBe(COUNT);
     expect([...targets.values()].every((n) => n === 4)).toBe(true);
+    // Each schedule's missed-run alarm beside it, in the same nested stack.
+    const alarms = nested.flatMap((n) =>
+      ofType(n.template.Resources, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties.AlarmName as string),
+    );
+    expect(alarms).toHaveLength(COUNT * 4);
+    expect(new Set(alarms).size).toBe(COUNT * 4);
   });
 });
