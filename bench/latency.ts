@@ -223,7 +223,7 @@ async function main(ctx: BenchContext): Promise<SectionResult> {
           ? `timeout ${JOBS[name].timeoutMinutes} min`
           : `timeout scaled to ${fmtMs(timeoutMs)} (${fmtInt(items)}/10,000 of ${JOBS[name].timeoutMinutes} min, reserve likewise)`;
       passes.push(
-        `${name} (${limit}), one unit on each of ${fmtInt(items)} items at 20 ms: ${runs.length} run(s) for the full pass, ${fmtInt(statements)} statements, ${fmtMs(performance.now() - t)} in all: ${runs.join('; ')}`,
+        `${name} (${limit}), one unit on each of ${fmtInt(items)} items at 20 ms: ${runs.length} run(s) for the full pass${runs.at(-1)?.startsWith('incomplete') ? ' (unfinished: stopped after 10)' : ''}, ${fmtInt(statements)} statements, ${fmtMs(performance.now() - t)} in all: ${runs.join('; ')}`,
       );
       checkpoint();
     };

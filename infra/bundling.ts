@@ -20,7 +20,8 @@ export function esbuildOptions(): BuildOptions {
     sourcemap: true,
     sourcesContent: false,
     // pg's optional native binding is never installed. Everything else, the AWS SDK included, is
-    // bundled, so the deployed code runs the SDK versions the tests ran, not the runtime's.
+    // bundled, so the deployed code runs the SDK versions the tests ran, not the runtime's (the
+    // package pins its direct dependencies exactly; theirs follow their own ranges).
     external: ['pg-native'],
   };
 }

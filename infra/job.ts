@@ -1,6 +1,7 @@
 // One LakeTS job: its Lambda function (role, log group, async-invoke policy) and its EventBridge schedule.
 import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AssetHashType, DockerImage, Duration, Stack, TimeZone, Validations } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -259,7 +260,13 @@ function bundledCode(entry: string, targets: string | undefined): lambda.Code {
       },
       local: {
         tryBundle(outputDir: string): boolean {
-          buildSync(functionBuildOptions(entry, join(outputDir, 'index.mjs'), targets));
+          // Built in memory as if beside the sources, then written out: the source map's paths are then
+          // relative to the sources, not to wherever the cloud assembly is, so the asset hash does not
+          // change with `cdk synth -o` or a pipeline's nested assembly.
+          const virtual = join(SOURCE_ROOT, '.bundle', 'index.mjs');
+          const built = buildSync({ ...functionBuildOptions(entry, virtual, targets), write: false });
+          for (const file of built.outputFiles)
+            writeFileSync(join(outputDir, basename(file.path)), file.contents);
           return true;
         },
       },

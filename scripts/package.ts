@@ -12,6 +12,8 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const out = join(root, 'dist', 'package');
 const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const dev: Record<string, string> = manifest.devDependencies;
+const installed = (name: string): string =>
+  JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
 
 rmSync(out, { recursive: true, force: true });
 execFileSync(
@@ -29,9 +31,16 @@ const pkg = {
   license: manifest.license,
   type: 'module',
   engines: manifest.engines,
+  // Not published to a registry yet: `npm publish` refuses, `npm pack` works.
+  private: true,
+  main: './infra/index.js',
+  types: './infra/index.d.ts',
   exports: { '.': { types: './infra/index.d.ts', default: './infra/index.js' } },
-  // What the functions import (bundled into them at synth) and the bundler itself.
-  dependencies: { ...manifest.dependencies, esbuild: dev['esbuild'] },
+  // What the functions import (bundled into them at synth) and the bundler itself, at exactly the
+  // versions this checkout installed and tested (their own dependencies follow their ranges).
+  dependencies: Object.fromEntries(
+    [...Object.keys(manifest.dependencies), 'esbuild'].map((name) => [name, installed(name)]),
+  ),
   peerDependencies: { 'aws-cdk-lib': dev['aws-cdk-lib'], constructs: dev['constructs'] },
 };
 writeFileSync(join(out, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);

@@ -96,7 +96,9 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
           if (job.name === name) expect(code).toContain(call);
           else expect(code, `${name} bundle holds ${job.name}'s ${call}`).not.toContain(call);
         }
-      for (const t of THREE) expect(code).toContain(t.name);
+      // The validated entries as a JSON literal (a bundle without them names these keys, never these values).
+      for (const t of THREE) expect(code).toMatch(new RegExp(`\\\\?"name\\\\?":\\\\?"${t.name}\\\\?"`));
+      expect(code).toMatch(/lakebaseInstance\\?":\\?"legacy-instance/);
     }
   });
 
@@ -297,6 +299,24 @@ describe('the construct in a CDK app of its own', () => {
     ]);
     expect(schedules.find((s) => s.Name === 'prod-tiering')?.ScheduleExpressionTimezone).toBe('Europe/Paris');
     expect(estate.jobs.every((j) => j.schedules.length === 2)).toBe(true);
+  });
+
+  it('bundles to the same asset wherever the cloud assembly is written (no code update for a new outdir)', () => {
+    const keys = (outdir: string) => {
+      const app = new App({ outdir });
+      const stack = new Stack(app, 'DataPlatform', { env: { account: '123456789012', region: 'eu-west-1' } });
+      new LakeTsJobs(stack, 'LakeTs', { targets: THREE.slice(0, 2), namePrefix: 'lakets' });
+      const resources = app.synth().getStackByName('DataPlatform').template.Resources as Record<
+        string,
+        Resource
+      >;
+      return ofType(resources, 'AWS::Lambda::Function').map(([, f]) => f.Properties.Code.S3Key as string);
+    };
+    const base = mkdtempSync(join(tmpdir(), 'lakets-outdir-'));
+    const here = keys(join(base, 'cdk.out'));
+    // A pipeline's stage writes its assembly one level deeper.
+    expect(keys(join(base, 'elsewhere', 'deeper', 'assembly-Prod'))).toEqual(here);
+    expect(new Set(here).size).toBe(4);
   });
 
   it('refuses targets it is given directly by the same rules as a file', () => {

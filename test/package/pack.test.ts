@@ -6,8 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOB_LIST, JOB_NAMES } from '../../lib/jobs/catalog.ts';
 import { bundleOf, ownCalls } from '../infra/synth.ts';
@@ -68,9 +68,13 @@ export const jobs: readonly { fn: { functionArn: string } }[] = new LakeTsJobs(s
 
 /** Runs a command; returns its stdout, and on failure throws with its output. */
 function run(cmd: string, args: string[], cwd: string): string {
-  // Not the parent's npm_* variables (this suite may run under `npm test`): the scratch app is its own project.
+  // Not what `npm test` sets about this project (the scratch app is its own); the registry, cache and
+  // proxy settings npm may be given through the environment stay.
   const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_')),
+    Object.entries(process.env).filter(
+      ([k]) =>
+        !/^(npm_package_|npm_lifecycle_|npm_config_(local_|global_)?prefix$|npm_command$|init_cwd$)/i.test(k),
+    ),
   );
   const r = spawnSync(cmd, args, {
     cwd,
@@ -94,6 +98,8 @@ describe('the packed package in a scratch CDK app', () => {
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'lakets-scratch-app-'));
+    // Outside the checkout, or a module missing from the package could resolve from its node_modules.
+    expect(relative(ROOT, dir).startsWith('..')).toBe(true);
     run(process.execPath, [join(ROOT, 'scripts', 'package.ts')], ROOT);
     const packed = JSON.parse(
       run('npm', ['pack', join(ROOT, 'dist', 'package'), '--pack-destination', dir, '--json'], ROOT),
@@ -194,14 +200,27 @@ describe('the packed package in a scratch CDK app', () => {
           if (job.name === name) expect(code).toContain(call);
           else expect(code).not.toContain(call);
         }
-      for (const t of TARGETS) expect(code).toContain(t.lakebaseInstance ?? t.lakebaseProject);
-      // The source map names the files esbuild read: the installed package's, never this checkout's.
+      // The targets as a JSON literal (a bundle without them names these keys, never these values).
+      expect(code).toMatch(/lakebaseInstance\\?":\\?"legacy-instance/);
+      expect(code).toMatch(/spSecretName\\?":\\?"lakets\/prod/);
+      // The source map names the files esbuild read, relative to the package's .bundle/ (where the
+      // construct builds): the installed package's and its dependencies', never this checkout's.
       const assetDir = join(outdir, `asset.${fn.Properties['Code'].S3Key.replace(/\.zip$/, '')}`);
       const map = JSON.parse(readFileSync(join(assetDir, 'index.mjs.map'), 'utf8')) as { sources: string[] };
-      const own = map.sources.filter((s) => s.includes('lakets-jobs-aws/'));
-      expect(own.some((s) => s.endsWith(`lakets-jobs-aws/functions/${name}.js`))).toBe(true);
-      expect(map.sources.filter((s) => !s.includes('node_modules/'))).toEqual([]);
+      const pkg = join(dir, 'node_modules', 'lakets-jobs-aws');
+      const read = map.sources.map((s) => resolve(pkg, '.bundle', s));
+      expect(read).toContain(join(pkg, 'functions', `${name}.js`));
+      expect(read.filter((f) => !f.startsWith(join(dir, 'node_modules') + sep))).toEqual([]);
       expect(readdirSync(assetDir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
+    }
+  });
+
+  it('loads each bundle as Lambda would import it, exporting its handler', async () => {
+    for (const fn of Object.values(template.Resources).filter((r) => r.Type === 'AWS::Lambda::Function')) {
+      const assetDir = join(outdir, `asset.${fn.Properties['Code'].S3Key.replace(/\.zip$/, '')}`);
+      expect(fn.Properties['Handler']).toBe('index.handler');
+      const mod = await import(pathToFileURL(join(assetDir, 'index.mjs')).href);
+      expect(typeof mod.handler).toBe('function');
     }
   });
 
