@@ -1,5 +1,6 @@
 // LakeTsJobs: the four LakeTS jobs for an estate of Lakebase databases, as one construct a CDK app adds.
 // Four functions whatever the number of targets; one EventBridge Scheduler schedule per (target, job).
+import { createHash } from 'node:crypto';
 import { ArnFormat, Duration, NestedStack, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
@@ -35,6 +36,16 @@ import {
  * resource, with its missed-run alarm one more).
  */
 export const INLINE_SCHEDULES = 150;
+
+/**
+ * An estate schedule's name: `<target>-<job>-<5 hex characters of the deployment's name prefix>`, at most
+ * 64 characters (a 40-character target and partition-manager). CloudFormation identifies a schedule by
+ * its name alone (cfn-lint E3019), not by its group: two deployments in one account and region with a
+ * target of the same name would otherwise claim the same schedule.
+ */
+export function estateScheduleName(namePrefix: string, target: string, job: string): string {
+  return `${target}-${job}-${createHash('sha256').update(namePrefix).digest('hex').slice(0, 5)}`;
+}
 export const SCHEDULES_PER_STACK = 200;
 
 export interface LakeTsJobsProps {
@@ -65,11 +76,13 @@ export class LakeTsJobs extends Construct {
   readonly monitoring: Monitoring;
   /** The validated targets. */
   readonly targets: readonly EstateTarget[];
+  readonly namePrefix: string;
   /** The nested stacks holding schedules (none up to INLINE_SCHEDULES schedules). */
   readonly scheduleStacks: NestedStack[] = [];
 
   constructor(scope: Construct, id: string, props: LakeTsJobsProps) {
     super(scope, id);
+    this.namePrefix = props.namePrefix;
     const timezone = props.timezone ?? DEFAULT_TIMEZONE;
     this.targets = validateTargets(props.targets, timezone);
     const single = this.targets.length === 1 && this.targets[0]?.entry.name === DEFAULT_TARGET;
@@ -160,7 +173,7 @@ export class LakeTsJobs extends Construct {
       schedulerDlq: this.schedulerDlq,
     });
     // Beside each schedule (in its nested stack, if any): its target's own missed-run alarm.
-    for (const w of watched) this.monitoring.addTargetMissedRun(w.scope, w.job, w.target);
+    for (const w of watched) this.monitoring.addTargetMissedRun(w.scope, w.job, w.target, w.schedule);
   }
 
   /**
@@ -170,8 +183,8 @@ export class LakeTsJobs extends Construct {
   private addEstateSchedules(
     shifts: Map<string, number>,
     timezone: string,
-  ): { scope: Construct; job: LakeTsJob; target: string }[] {
-    const watched: { scope: Construct; job: LakeTsJob; target: string }[] = [];
+  ): { scope: Construct; job: LakeTsJob; target: string; schedule: string }[] {
+    const watched: { scope: Construct; job: LakeTsJob; target: string; schedule: string }[] = [];
     const pairs = this.targets.flatMap((target) => this.jobs.map((job) => ({ target, job })));
     const nested = pairs.length > INLINE_SCHEDULES;
     let scope: Construct = this;
@@ -188,9 +201,9 @@ export class LakeTsJobs extends Construct {
       }
       const name = target.entry.name;
       const overridden = target.entry.jobs?.[job.spec.name]?.schedule !== undefined;
+      const scheduleName = estateScheduleName(this.namePrefix, name, job.spec.name);
       const schedule = job.addSchedule(scope, `${name}-${job.spec.name}`, {
-        // Unique in the stack's own group, which is named after the stack.
-        scheduleName: `${name}-${job.spec.name}`,
+        scheduleName,
         plan: this.planFor(job, target, shifts, timezone),
         target: name,
         // A target's own schedule runs when it says: the job's window fits the job's period, not the override's.
@@ -199,7 +212,8 @@ export class LakeTsJobs extends Construct {
         overridden,
       });
       if (!nested) schedule.node.addDependency(this.scheduleGroup);
-      if (isEnabled(target, job) && !overridden) watched.push({ scope, job, target: name });
+      if (isEnabled(target, job) && !overridden)
+        watched.push({ scope, job, target: name, schedule: scheduleName });
     });
     return watched;
   }

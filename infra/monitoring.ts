@@ -340,7 +340,7 @@ export class Monitoring extends Construct {
    * alarm. One standard alarm per (target, job), since Metrics Insights alarms read only the last 3
    * hours and a series that stops publishing drops out of their results.
    */
-  addTargetMissedRun(scope: Construct, job: LakeTsJob, target: string): cw.Alarm {
+  addTargetMissedRun(scope: Construct, job: LakeTsJob, target: string, scheduleName: string): cw.Alarm {
     const { spec } = job;
     const flexible = flexibleWindowMinutes(spec);
     const shape = missedRunAlarmShape(spec, flexible);
@@ -348,7 +348,7 @@ export class Monitoring extends Construct {
     const plan = job.plans.get(target);
     const created = new cw.Alarm(scope, `${target}-${spec.name}-missed-run`, {
       alarmName: targetMissedRunAlarmName(this.#props.namePrefix, spec.name, target),
-      alarmDescription: `${spec.title} did not run for target ${target} for ${window.toHumanString()}${plan ? ` (schedule ${plan.expression} in ${plan.timezone})` : ''}: no report (RunDuration) of it. Check its schedule ${target}-${spec.name}, the scheduler DLQ and its failed-targets alarm. Runbook: docs/alarms.md.`,
+      alarmDescription: `${spec.title} did not run for target ${target} for ${window.toHumanString()}${plan ? ` (schedule ${plan.expression} in ${plan.timezone})` : ''}: no report (RunDuration) of it. Check its schedule ${scheduleName}, the scheduler DLQ and its failed-targets alarm. Runbook: docs/alarms.md.`,
       metric: jobMetric(
         spec,
         'RunDuration',

@@ -8,7 +8,12 @@ import { App, Stack } from 'aws-cdk-lib';
 import { buildSync } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { functionBuildOptions } from '../../infra/job.ts';
-import { INLINE_SCHEDULES, LakeTsJobs, SCHEDULES_PER_STACK } from '../../infra/lakets-jobs.ts';
+import {
+  estateScheduleName,
+  INLINE_SCHEDULES,
+  LakeTsJobs,
+  SCHEDULES_PER_STACK,
+} from '../../infra/lakets-jobs.ts';
 import { missedRunAlarmShape } from '../../infra/monitoring.ts';
 import { dailyShiftHours, flexibleWindowMinutes, jobSchedule } from '../../infra/schedule.ts';
 import { defineApp } from '../../infra/stack.ts';
@@ -137,22 +142,38 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
       expect(s.GroupName).toBe(group);
       expect(JSON.parse(s.Target.Input)).toEqual({ target: expect.any(String) });
       const { target } = JSON.parse(s.Target.Input);
-      expect(JOB_NAMES.map((j) => `${target}-${j}`)).toContain(s.Name);
+      expect(JOB_NAMES.map((j) => estateScheduleName('LakeTs-estate', target, j))).toContain(s.Name);
     }
     const pairs = all.map((s) => s.Name).sort();
-    expect(pairs).toEqual(THREE.flatMap((t) => JOB_NAMES.map((j) => `${t.name}-${j}`)).sort());
+    expect(pairs).toEqual(
+      THREE.flatMap((t) => JOB_NAMES.map((j) => estateScheduleName('LakeTs-estate', t.name, j))).sort(),
+    );
+  });
+
+  it("names schedules apart from another deployment's with the same targets, within Scheduler's 64 characters", () => {
+    // CloudFormation identifies a schedule by its name alone, whatever its group.
+    expect(estateScheduleName('LakeTs-estate', 'prod', 'tiering')).toMatch(/^prod-tiering-[0-9a-f]{5}$/);
+    expect(estateScheduleName('LakeTs-staging', 'prod', 'tiering')).not.toBe(
+      estateScheduleName('LakeTs-estate', 'prod', 'tiering'),
+    );
+    expect(
+      estateScheduleName('x'.repeat(100), 'a'.repeat(40), 'partition-manager').length,
+    ).toBeLessThanOrEqual(64);
   });
 
   it("spreads the targets: a flexible window per job period (none on a target's own schedule), staggered minutes for the 15-minute job", () => {
     for (const s of schedules()) {
-      const job = JOB_NAMES.find((j) => s.Name.endsWith(`-${j}`)) ?? '';
-      const own = THREE.some((t) => s.Name === `${t.name}-${job}` && t.jobs?.[job as JobName]?.schedule);
+      const job = JOB_NAMES.find((j) => s.Name.includes(`-${j}-`)) ?? '';
+      const own = THREE.some(
+        (t) =>
+          s.Name === estateScheduleName('LakeTs-estate', t.name, job) && t.jobs?.[job as JobName]?.schedule,
+      );
       const window = own ? 0 : flexibleWindowMinutes(JOBS[job as keyof typeof JOBS]);
       expect(s.FlexibleTimeWindow, s.Name).toEqual(
         window === 0 ? { Mode: 'OFF' } : { Mode: 'FLEXIBLE', MaximumWindowInMinutes: window },
       );
     }
-    const rollups = schedules().filter((s) => s.Name.endsWith('-rollup-refresh'));
+    const rollups = schedules().filter((s) => s.Name.includes('-rollup-refresh-'));
     const minutes = rollups.map((s) => /^cron\((\d+)\/15 \* \* \* \? \*\)$/.exec(s.ScheduleExpression)?.[1]);
     expect(minutes.every((m) => m !== undefined && Number(m) < 15)).toBe(true);
   });
@@ -190,7 +211,8 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
   });
 
   it("daily jobs run in each target's zone; overrides disable a job or replace its schedule", () => {
-    const byName = new Map(schedules().map((s) => [s.Name, s]));
+    // By `<target>-<job>`: the name without the deployment's suffix.
+    const byName = new Map(schedules().map((s) => [String(s.Name).replace(/-[0-9a-f]{5}$/, ''), s]));
     expect(byName.get('eu-prod-tiering')?.ScheduleExpressionTimezone).toBe('Europe/Berlin');
     expect(byName.get('legacy-tiering')?.ScheduleExpressionTimezone).toBe('America/New_York');
     expect(byName.get('prod-tiering')?.ScheduleExpressionTimezone).toBe('UTC');
@@ -297,7 +319,10 @@ describe('the construct in a CDK app of its own', () => {
       ...Array(4).fill('eu-prod'),
       ...Array(4).fill('prod'),
     ]);
-    expect(schedules.find((s) => s.Name === 'prod-tiering')?.ScheduleExpressionTimezone).toBe('Europe/Paris');
+    expect(
+      schedules.find((s) => s.Name === estateScheduleName('lakets', 'prod', 'tiering'))
+        ?.ScheduleExpressionTimezone,
+    ).toBe('Europe/Paris');
     expect(estate.jobs.every((j) => j.schedules.length === 2)).toBe(true);
   });
 

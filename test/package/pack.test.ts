@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { estateScheduleName } from '../../infra/lakets-jobs.ts';
 import { JOB_LIST, JOB_NAMES } from '../../lib/jobs/catalog.ts';
 import { bundleOf, ownCalls } from '../infra/synth.ts';
 
@@ -185,8 +186,11 @@ describe('the packed package in a scratch CDK app', () => {
       const target = JSON.parse(s.Properties['Target'].Input).target as string;
       return `${target}/${s.Properties['Name']}`;
     });
+    // <target>-<job>-<5 hex of the name prefix>: apart from another deployment's schedules.
     expect(pairs.sort()).toEqual(
-      TARGETS.flatMap((t) => JOB_NAMES.map((j) => `${t.name}/${t.name}-${j}`)).sort(),
+      TARGETS.flatMap((t) =>
+        JOB_NAMES.map((j) => `${t.name}/${estateScheduleName('lakets', t.name, j)}`),
+      ).sort(),
     );
   });
 
