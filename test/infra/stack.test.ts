@@ -48,14 +48,14 @@ const statementsOfRole = (roleId: string) =>
   );
 
 describe('functions', () => {
-  it('are four functions on nodejs24.x arm64 with 256 MB and per-job timeouts', () => {
+  it('are four functions on nodejs24.x arm64 with 512 MB and per-job timeouts', () => {
     template.resourceCountIs('AWS::Lambda::Function', 4);
     for (const job of JOB_NAMES) {
       const [, fn] = functionOf(job);
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',
         Architectures: ['arm64'],
-        MemorySize: 256,
+        MemorySize: 512,
         Handler: 'index.handler',
         Timeout: JOBS[job].timeoutMinutes * 60,
       });
