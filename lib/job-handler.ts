@@ -27,7 +27,11 @@ import {
   TARGET_DIMENSION,
   UNRESOLVED_TARGET,
 } from './observability.ts';
+import { type ReportPart, reportRecords } from './report-log.ts';
 import { type TargetResolver, targetResolver } from './target.ts';
+
+const partMessage = (message: string, p: ReportPart): string =>
+  `${message}: report part ${p.reportPart.part} of ${p.reportPart.of}`;
 
 export class JobFailed extends Error {
   override name = 'JobFailed';
@@ -159,13 +163,20 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
     }
   };
   // Logs and counts one failed invocation under its stable code, then rethrows it.
-  const fail = (at: At, error: unknown, message: string, extra: Record<string, unknown>): never => {
+  const fail = (
+    at: At,
+    error: unknown,
+    message: string,
+    extra: Record<string, unknown>,
+    parts: readonly ReportPart[] = [],
+  ): never => {
     const code = failureCode(error);
     if (at.target === undefined) {
       logger.appendKeys({ target: UNRESOLVED_TARGET });
       metrics.addDimension(TARGET_DIMENSION, UNRESOLVED_TARGET);
     }
     logger.error(message, { errorCode: code, ...extra });
+    for (const p of parts) logger.error(partMessage(message, p), { errorCode: code, ...p });
     publishRunFailed(metrics, code, at.target ?? UNRESOLVED_TARGET);
     throw error;
   };
@@ -203,10 +214,16 @@ export function jobHandler(job: Job, { logger, metrics }: Observability, deps: H
       }
     }
     publish(metrics, job, report);
+    // A report too large for one log event is logged as its head and parts (lib/report-log.ts); the
+    // invocation still returns it whole.
+    const records = reportRecords(report);
+    const message = `${job.name} ${report.status}`;
     if (report.status === 'failed' || report.status === 'partial') {
-      return fail(at, new JobFailed(report), `${job.name} ${report.status}`, { report });
+      return fail(at, new JobFailed(report), message, { report: records.report }, records.parts);
     }
-    logger[report.status === 'warning' ? 'warn' : 'info'](`${job.name} ${report.status}`, { report });
+    const level = report.status === 'warning' ? 'warn' : 'info';
+    logger[level](message, { report: records.report });
+    for (const p of records.parts) logger[level](partMessage(message, p), { ...p });
     return report;
   };
   return async (event: unknown, context: Context): Promise<JobReport | CheckReport> => {
