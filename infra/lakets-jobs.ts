@@ -36,6 +36,7 @@ import {
  * resource, with its missed-run alarm one more).
  */
 export const INLINE_SCHEDULES = 150;
+export const SCHEDULES_PER_STACK = 200;
 
 /**
  * An estate schedule's name: `<target>-<job>-<5 hex characters of the deployment's name prefix>`, at most
@@ -46,7 +47,14 @@ export const INLINE_SCHEDULES = 150;
 export function estateScheduleName(namePrefix: string, target: string, job: string): string {
   return `${target}-${job}-${createHash('sha256').update(namePrefix).digest('hex').slice(0, 5)}`;
 }
-export const SCHEDULES_PER_STACK = 200;
+
+/** An estate schedule that gets its target's own missed-run alarm, and the scope the alarm goes in. */
+interface WatchedSchedule {
+  readonly scope: Construct;
+  readonly job: LakeTsJob;
+  readonly target: string;
+  readonly schedule: string;
+}
 
 export interface LakeTsJobsProps {
   /**
@@ -76,6 +84,7 @@ export class LakeTsJobs extends Construct {
   readonly monitoring: Monitoring;
   /** The validated targets. */
   readonly targets: readonly EstateTarget[];
+  /** props.namePrefix: names the functions, the schedule group, the alarms and the dashboard. */
   readonly namePrefix: string;
   /** The nested stacks holding schedules (none up to INLINE_SCHEDULES schedules). */
   readonly scheduleStacks: NestedStack[] = [];
@@ -180,11 +189,8 @@ export class LakeTsJobs extends Construct {
    * Every (target, job) schedule: in this construct up to INLINE_SCHEDULES, else in nested stacks.
    * Returns the schedules that get a missed-run alarm of their own (enabled, on the job's own schedule).
    */
-  private addEstateSchedules(
-    shifts: Map<string, number>,
-    timezone: string,
-  ): { scope: Construct; job: LakeTsJob; target: string; schedule: string }[] {
-    const watched: { scope: Construct; job: LakeTsJob; target: string; schedule: string }[] = [];
+  private addEstateSchedules(shifts: Map<string, number>, timezone: string): WatchedSchedule[] {
+    const watched: WatchedSchedule[] = [];
     const pairs = this.targets.flatMap((target) => this.jobs.map((job) => ({ target, job })));
     const nested = pairs.length > INLINE_SCHEDULES;
     let scope: Construct = this;

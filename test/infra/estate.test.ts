@@ -21,7 +21,7 @@ import type { TargetEntry } from '../../lib/estate.ts';
 import { JOB_LIST, JOB_NAMES, JOBS, type JobName } from '../../lib/jobs/catalog.ts';
 import { latestStartMinutes } from '../../lib/jobs/spec.ts';
 import { normaliseTemplate } from './normalise.ts';
-import { bundleOf, ownCalls, synth } from './synth.ts';
+import { bundleOf, expectOwnJobOnly, synth } from './synth.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: CloudFormation resources are untyped JSON
 type Resource = { Type: string; Properties: any };
@@ -96,11 +96,7 @@ describe('a three-target estate: two Autoscaling projects on two workspaces, one
     for (const [, fn] of ofType(template.Resources, 'AWS::Lambda::Function')) {
       const name = JOB_LIST.find((j) => fn.Properties.FunctionName.endsWith(`-${j.name}`))?.name;
       const code = bundleOf(directory, fn);
-      for (const job of JOB_LIST)
-        for (const call of ownCalls(job)) {
-          if (job.name === name) expect(code).toContain(call);
-          else expect(code, `${name} bundle holds ${job.name}'s ${call}`).not.toContain(call);
-        }
+      expectOwnJobOnly(code, name);
       // The validated entries as a JSON literal (a bundle without them names these keys, never these values).
       for (const t of THREE) expect(code).toMatch(new RegExp(`\\\\?"name\\\\?":\\\\?"${t.name}\\\\?"`));
       expect(code).toMatch(/lakebaseInstance\\?":\\?"legacy-instance/);

@@ -2,14 +2,14 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { missedRunAlarmShape, outcomePeriod } from '../../infra/monitoring.ts';
-import { JOB_LIST, JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
+import { JOB_NAMES, JOBS } from '../../lib/jobs/catalog.ts';
 import { METRIC_NAMES, METRICS_NAMESPACE } from '../../lib/jobs/spec.ts';
 import { normaliseTemplate } from './normalise.ts';
 import {
   acknowledgements,
   bundleOf,
+  expectOwnJobOnly,
   findingsIgnoringAcknowledgements,
-  ownCalls,
   REQUIRED_CONTEXT,
   type Synthesized,
   synth,
@@ -118,14 +118,7 @@ function queueIds(): [string, string] {
 describe('bundles', () => {
   it.each(JOB_NAMES)('%s: its bundle holds its own job and no other', (name) => {
     const code = bundleOf(synthesized.directory, functionOf(name)[1]);
-    for (const job of JOB_LIST) {
-      const calls = ownCalls(job);
-      expect(calls.length).toBeGreaterThan(0);
-      for (const call of calls) {
-        if (job.name === name) expect(code).toContain(call);
-        else expect(code, `${name} bundle holds ${job.name}'s ${call}`).not.toContain(call);
-      }
-    }
+    expectOwnJobOnly(code, name);
   });
 });
 

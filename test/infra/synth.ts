@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
+import { expect } from 'vitest';
 import { defineApp, type LakeTsJobsStack } from '../../infra/stack.ts';
 import { JOB_LIST } from '../../lib/jobs/catalog.ts';
 
@@ -88,4 +89,20 @@ export function ownCalls(job: (typeof JOB_LIST)[number]): string[] {
       JOB_LIST.every((other) => other === job || other.needs.functions.every(([f]) => f !== fn)),
     )
     .map((fn) => `lakets.${fn}(`);
+}
+
+/** Asserts that `code` (a function's bundle) holds job `name`'s own LakeTS calls and no other job's. */
+export function expectOwnJobOnly(code: string, name: string | undefined): void {
+  expect(
+    JOB_LIST.some((j) => j.name === name),
+    `a job named ${name}`,
+  ).toBe(true);
+  for (const job of JOB_LIST) {
+    const calls = ownCalls(job);
+    expect(calls.length).toBeGreaterThan(0);
+    for (const call of calls) {
+      if (job.name === name) expect(code).toContain(call);
+      else expect(code, `${name} bundle holds ${job.name}'s ${call}`).not.toContain(call);
+    }
+  }
 }

@@ -11,7 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estateScheduleName } from '../../infra/lakets-jobs.ts';
 import { JOB_LIST, JOB_NAMES } from '../../lib/jobs/catalog.ts';
-import { bundleOf, ownCalls } from '../infra/synth.ts';
+import { bundleOf, expectOwnJobOnly } from '../infra/synth.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const installed = (name: string): string =>
@@ -197,13 +197,8 @@ describe('the packed package in a scratch CDK app', () => {
   it('bundles each function from the installed package: its own job, the targets compiled in', () => {
     for (const fn of Object.values(template.Resources).filter((r) => r.Type === 'AWS::Lambda::Function')) {
       const name = JOB_LIST.find((j) => fn.Properties['FunctionName'] === `lakets-${j.name}`)?.name;
-      expect(name).toBeDefined();
       const code = bundleOf(outdir, fn as unknown as { Properties: { Code: { S3Key: string } } });
-      for (const job of JOB_LIST)
-        for (const call of ownCalls(job)) {
-          if (job.name === name) expect(code).toContain(call);
-          else expect(code).not.toContain(call);
-        }
+      expectOwnJobOnly(code, name);
       // The targets as a JSON literal (a bundle without them names these keys, never these values).
       expect(code).toMatch(/lakebaseInstance\\?":\\?"legacy-instance/);
       expect(code).toMatch(/spSecretName\\?":\\?"lakets\/prod/);
