@@ -373,44 +373,32 @@ export class Monitoring extends Construct {
    * aws:SourceArn = the alarm's ARN: allow exactly this stack's alarms, over TLS (the Deny stays).
    */
   private allowCloudWatch(topic: sns.Topic): void {
-    const alarmArns = this.alarms.map((a) => a.alarmArn);
-    topic.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'AllowThisStacksAlarms',
-        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
-        actions: ['sns:Publish'],
-        resources: [topic.topicArn],
-        conditions: {
-          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
-          ArnEquals: { 'aws:SourceArn': alarmArns },
-        },
-      }),
-    );
+    const publishBy = (sid: string, sourceArns: Record<string, Record<string, string[]>>) =>
+      topic.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid,
+          principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+          actions: ['sns:Publish'],
+          resources: [topic.topicArn],
+          conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID }, ...sourceArns },
+        }),
+      );
+    publishBy('AllowThisStacksAlarms', {
+      ArnEquals: { 'aws:SourceArn': this.alarms.map((a) => a.alarmArn) },
+    });
     if (!this.#props.estate) return;
     // An estate's per-target missed-run alarms, by name (one pattern per job, not thousands of ARNs:
     // a topic policy holds 30 KB). The alarms are created after this policy, beside their schedules.
     const stack = Stack.of(this);
-    topic.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'AllowThisStacksTargetAlarms',
-        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
-        actions: ['sns:Publish'],
-        resources: [topic.topicArn],
-        conditions: {
-          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
-          ArnLike: {
-            'aws:SourceArn': this.#props.jobs.map((j) =>
-              stack.formatArn({
-                service: 'cloudwatch',
-                resource: 'alarm',
-                resourceName: targetMissedRunAlarmName(this.#props.namePrefix, j.spec.name, '*'),
-                arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-              }),
-            ),
-          },
-        },
+    const patterns = this.#props.jobs.map((j) =>
+      stack.formatArn({
+        service: 'cloudwatch',
+        resource: 'alarm',
+        resourceName: targetMissedRunAlarmName(this.#props.namePrefix, j.spec.name, '*'),
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
       }),
     );
+    publishBy('AllowThisStacksTargetAlarms', { ArnLike: { 'aws:SourceArn': patterns } });
   }
 
   private alarmTopic(props: MonitoringProps): sns.ITopic {
