@@ -32,15 +32,16 @@ export function reportRecords(report: JobReport, limit = REPORT_RECORD_BYTES): R
   if (bytes(report) <= limit) return { report, parts: [] };
   const chunks: { key: ListKey; values: unknown[] }[] = [];
   for (const key of LISTS) {
+    // The part's envelope; each value adds a margin for the comma before it.
+    const envelope = bytes({ reportPart: { part: 99_999, of: 99_999 }, [key]: [] });
     let current: unknown[] = [];
-    // The part's envelope, and a margin for the comma between values.
-    let size = bytes({ reportPart: { part: 99_999, of: 99_999 }, [key]: [] });
+    let size = envelope;
     for (const value of report[key] ?? []) {
       const add = bytes(value) + 1;
       if (current.length > 0 && size + add > limit) {
         chunks.push({ key, values: current });
         current = [];
-        size = bytes({ reportPart: { part: 99_999, of: 99_999 }, [key]: [] });
+        size = envelope;
       }
       current.push(value);
       size += add;

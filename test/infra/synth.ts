@@ -72,10 +72,14 @@ export function findingsIgnoringAcknowledgements(root: IConstruct): { path: stri
     );
 }
 
-/** The bundle of a synthesized function: the assembly holds it in asset.<hash>/ (the code's S3 key). */
+/** A synthesized function's asset folder: the assembly holds it in asset.<hash>/ (the code's S3 key). */
+export function assetDirOf(directory: string, fn: { Properties: { Code: { S3Key: string } } }): string {
+  return join(directory, `asset.${fn.Properties.Code.S3Key.replace(/\.zip$/, '')}`);
+}
+
+/** The bundle of a synthesized function (its asset folder's index.mjs). */
 export function bundleOf(directory: string, fn: { Properties: { Code: { S3Key: string } } }): string {
-  const key = fn.Properties.Code.S3Key;
-  return readFileSync(join(directory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs'), 'utf8');
+  return readFileSync(join(assetDirOf(directory, fn), 'index.mjs'), 'utf8');
 }
 
 /**

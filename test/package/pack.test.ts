@@ -11,7 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estateScheduleName } from '../../infra/lakets-jobs.ts';
 import { JOB_LIST, JOB_NAMES } from '../../lib/jobs/catalog.ts';
-import { bundleOf, expectOwnJobOnly } from '../infra/synth.ts';
+import { assetDirOf, bundleOf, expectOwnJobOnly } from '../infra/synth.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const installed = (name: string): string =>
@@ -96,6 +96,13 @@ describe('the packed package in a scratch CDK app', () => {
   // biome-ignore lint/suspicious/noExplicitAny: a CloudFormation template is untyped JSON
   let template: { Resources: Record<string, { Type: string; Properties: Record<string, any> }> };
   let outdir: string;
+  /** The template's functions, each with its code's S3 key (its asset folder in the assembly). */
+  const functions = () =>
+    Object.values(template.Resources).filter((r) => r.Type === 'AWS::Lambda::Function') as {
+      Type: string;
+      // biome-ignore lint/suspicious/noExplicitAny: a CloudFormation template is untyped JSON
+      Properties: Record<string, any> & { Code: { S3Key: string } };
+    }[];
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'lakets-scratch-app-'));
@@ -195,16 +202,16 @@ describe('the packed package in a scratch CDK app', () => {
   });
 
   it('bundles each function from the installed package: its own job, the targets compiled in', () => {
-    for (const fn of Object.values(template.Resources).filter((r) => r.Type === 'AWS::Lambda::Function')) {
+    for (const fn of functions()) {
       const name = JOB_LIST.find((j) => fn.Properties['FunctionName'] === `lakets-${j.name}`)?.name;
-      const code = bundleOf(outdir, fn as unknown as { Properties: { Code: { S3Key: string } } });
+      const code = bundleOf(outdir, fn);
       expectOwnJobOnly(code, name);
       // The targets as a JSON literal (a bundle without them names these keys, never these values).
       expect(code).toMatch(/lakebaseInstance\\?":\\?"legacy-instance/);
       expect(code).toMatch(/spSecretName\\?":\\?"lakets\/prod/);
       // The source map names the files esbuild read, relative to the package's .bundle/ (where the
       // construct builds): the installed package's and its dependencies', never this checkout's.
-      const assetDir = join(outdir, `asset.${fn.Properties['Code'].S3Key.replace(/\.zip$/, '')}`);
+      const assetDir = assetDirOf(outdir, fn);
       const map = JSON.parse(readFileSync(join(assetDir, 'index.mjs.map'), 'utf8')) as { sources: string[] };
       const pkg = join(dir, 'node_modules', 'lakets-jobs-aws');
       const read = map.sources.map((s) => resolve(pkg, '.bundle', s));
@@ -215,8 +222,8 @@ describe('the packed package in a scratch CDK app', () => {
   });
 
   it('loads each bundle as Lambda would import it, exporting its handler', async () => {
-    for (const fn of Object.values(template.Resources).filter((r) => r.Type === 'AWS::Lambda::Function')) {
-      const assetDir = join(outdir, `asset.${fn.Properties['Code'].S3Key.replace(/\.zip$/, '')}`);
+    for (const fn of functions()) {
+      const assetDir = assetDirOf(outdir, fn);
       expect(fn.Properties['Handler']).toBe('index.handler');
       const mod = await import(pathToFileURL(join(assetDir, 'index.mjs')).href);
       expect(typeof mod.handler).toBe('function');
