@@ -53,22 +53,6 @@ BEGIN
   UPDATE lakets._rollup_registry SET refresh_lag = interval '0';
 END $$;
 
--- Partition Manager, one item each: forget the newest partition of each table.
-CREATE FUNCTION bench.drop_newest(p_from int, p_to int) RETURNS int LANGUAGE plpgsql AS $$
-DECLARE
-  c record;
-  k int := 0;
-BEGIN
-  FOR c IN SELECT DISTINCT ON (m.chronotable_id) m.id, m.chunk_name FROM lakets._chunk_metadata m
-            WHERE m.chronotable_id BETWEEN p_from AND p_to AND m.status <> 'dropped'
-            ORDER BY m.chronotable_id, m.range_start DESC LOOP
-    EXECUTE format('DROP TABLE %s', c.chunk_name);
-    DELETE FROM lakets._chunk_metadata WHERE id = c.id;
-    k := k + 1;
-  END LOOP;
-  RETURN k;
-END $$;
-
 -- Retention, after a run that dropped the old chunks: bring them back.
 CREATE FUNCTION bench.restore_old(p_from int, p_to int) RETURNS int LANGUAGE sql AS $$
   SELECT coalesce(sum(lakets._ensure_partitions(id, p_range_start => bench.old_day(),
@@ -316,7 +300,7 @@ async function resetFor(db: pg.Client, job: JobName, scenario: Scenario, items: 
   }
   switch (job) {
     case 'partition-manager':
-      await inBatches(db, 'SELECT bench.drop_newest($1, $2)', 1, items, 100);
+      await inBatches(db, "SELECT fleet.drop_newest(p_from => $1, p_to => $2, p_like => '%')", 1, items, 100);
       break;
     case 'tiering':
       await db.query(

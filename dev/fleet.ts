@@ -79,14 +79,17 @@ BEGIN
   END LOOP;
 END $$;
 
--- Partition Manager, one unit each: forget the newest partition of each table.
-CREATE OR REPLACE FUNCTION fleet.drop_newest() RETURNS int LANGUAGE plpgsql AS $$
+-- Partition Manager, one unit each: forget the newest partition of each table (whose chunks match
+-- p_like; bench/scale.ts: of the ChronoTables p_from..p_to).
+CREATE OR REPLACE FUNCTION fleet.drop_newest(p_from int DEFAULT NULL, p_to int DEFAULT NULL,
+                                             p_like text DEFAULT 'public.f%') RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
   c record;
   k int := 0;
 BEGIN
   FOR c IN SELECT DISTINCT ON (m.chronotable_id) m.id, m.chunk_name FROM lakets._chunk_metadata m
-            WHERE m.status <> 'dropped' AND m.chunk_name LIKE 'public.f%'
+            WHERE m.status <> 'dropped' AND m.chunk_name LIKE p_like
+              AND (p_from IS NULL OR m.chronotable_id BETWEEN p_from AND p_to)
             ORDER BY m.chronotable_id, m.range_start DESC LOOP
     EXECUTE format('DROP TABLE %s', c.chunk_name);
     DELETE FROM lakets._chunk_metadata WHERE id = c.id;
