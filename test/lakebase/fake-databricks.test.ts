@@ -175,25 +175,20 @@ describe('pages and resources', () => {
   });
 });
 
-describe('credentials log in only as the identity or a group it is a member of', () => {
-  async function login(user: string, password: string): Promise<string> {
-    const client = new pg.Client({
-      ...db.info,
-      user,
-      password,
-      database: db.name,
-      ssl: { ca: db.info.caPem },
-    });
-    try {
-      await client.connect();
-      return (await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u ?? '';
-    } catch (error) {
-      return (error as { code?: string }).code ?? 'error';
-    } finally {
-      await client.end().catch(() => {});
-    }
+/** Logs in to the test database as `user`: the role it runs as, or the SQLSTATE of the refusal. */
+async function login(user: string, password: string): Promise<string> {
+  const client = new pg.Client({ ...db.info, user, password, database: db.name, ssl: { ca: db.info.caPem } });
+  try {
+    await client.connect();
+    return (await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u ?? '';
+  } catch (error) {
+    return (error as { code?: string }).code ?? 'error';
+  } finally {
+    await client.end().catch(() => {});
   }
+}
 
+describe('credentials log in only as the identity or a group it is a member of', () => {
   test("without group_name: the identity's own role, and no other", async () => {
     await role(appId);
     const other = await role(`other_${randomBytes(3).toString('hex')}`);
@@ -254,24 +249,6 @@ describe('Provisioned instances', () => {
       body: JSON.stringify(body),
     });
   const request = () => ({ request_id: randomUUID(), instance_names: [INSTANCE] });
-
-  async function login(user: string, password: string): Promise<string> {
-    const client = new pg.Client({
-      ...db.info,
-      user,
-      password,
-      database: db.name,
-      ssl: { ca: db.info.caPem },
-    });
-    try {
-      await client.connect();
-      return (await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u ?? '';
-    } catch (error) {
-      return (error as { code?: string }).code ?? 'error';
-    } finally {
-      await client.end().catch(() => {});
-    }
-  }
 
   test('an instance reads as the API returns it: state and read_write_dns, no input-only `stopped`; an unknown one is a 404', async () => {
     const { status, body } = await api(`/api/2.0/database/instances/${INSTANCE}`);
