@@ -21,6 +21,7 @@ import type { CheckReport } from '../../lib/jobs/check.ts';
 import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import type { ConnectorDeps } from '../../lib/lakebase/index.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
+import { captureConsole } from '../support/console.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 import { metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
 
@@ -104,11 +105,7 @@ beforeAll(async () => {
   ];
   expect(new URL(wsA.fake.url).host).not.toBe(new URL(wsB.fake.url).host);
   Object.assign(process.env, { POWERTOOLS_DEV: 'true', POWERTOOLS_METRICS_DISABLED: 'false' });
-  for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {
-    vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
-      output.push(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '));
-    });
-  }
+  captureConsole(output);
 });
 
 afterAll(async () => {

@@ -1,6 +1,6 @@
 // `{"check": true}` through the deployed handler on the Databricks path: it connects exactly as the
 // job does (secret, OAuth, endpoint, minted credential, verified TLS) and runs no job.
-import { beforeAll, expect, it, vi } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext } from '../../dev/lambda-context.ts';
 import { applyGrants } from '../../lib/grants.ts';
@@ -14,6 +14,7 @@ import { jobNamed } from '../../lib/jobs/catalog.ts';
 import type { CheckReport } from '../../lib/jobs/check.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
 import { leakedSecrets, startWorld, type World } from '../lakebase/world.ts';
+import { captureConsole } from '../support/console.ts';
 import { metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
 
 let world: World;
@@ -31,11 +32,7 @@ beforeAll(async () => {
   await syncCaughtUp(world.admin, 'plant');
   await applyGrants(world.admin, world.appId);
   Object.assign(process.env, world.env(), { POWERTOOLS_DEV: 'true', POWERTOOLS_METRICS_DISABLED: 'true' });
-  for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {
-    vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
-      output.push(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '));
-    });
-  }
+  captureConsole(output);
 });
 
 it('passes for every job over verified TLS as the service principal’s role, and changes nothing', async () => {

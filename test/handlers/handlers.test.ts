@@ -13,6 +13,7 @@ import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import type { ConnectorDeps } from '../../lib/lakebase/index.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
 import { leakedSecrets, startWorld, type World } from '../lakebase/world.ts';
+import { captureConsole } from '../support/console.ts';
 import { chunkStatuses, lateWrite, metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
 
 let world: World;
@@ -57,11 +58,7 @@ beforeAll(async () => {
     POWERTOOLS_METRICS_DISABLED: 'false',
     POWERTOOLS_LOG_LEVEL: 'INFO',
   });
-  for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {
-    vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
-      output.push(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '));
-    });
-  }
+  captureConsole(output);
   await metricsTable(world.admin, 'fleet', 12);
   await world.admin.query(
     `SELECT lakets.add_tiered_retention_policy('fleet', interval '3 days', interval '9 days')`,

@@ -17,6 +17,7 @@ import type { JobName, JobReport } from '../../lib/jobs/types.ts';
 import type { ConnectorDeps } from '../../lib/lakebase/index.ts';
 import { installLakets } from '../../lib/schema/installer.ts';
 import { INSTANCE, leakedSecrets, startWorld, type World } from '../lakebase/world.ts';
+import { captureConsole } from '../support/console.ts';
 import { metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
 
 let world: World;
@@ -47,11 +48,7 @@ beforeAll(async () => {
   const env = world.env({ LAKETS_PROJECT: undefined, LAKETS_LAKEBASE_INSTANCE: INSTANCE });
   delete process.env.LAKETS_PROJECT;
   Object.assign(process.env, env, { POWERTOOLS_DEV: 'true', POWERTOOLS_METRICS_DISABLED: 'false' });
-  for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {
-    vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
-      output.push(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '));
-    });
-  }
+  captureConsole(output);
 });
 
 afterAll(async () => {
