@@ -8,7 +8,8 @@
 // calls per round. Standalone: not a section of `npm run bench`.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { installWal2delta, syncCaughtUp } from '../dev/fake-lakehouse-sync.ts';
+import { giveEveryJobWork } from '../dev/chronotable.ts';
+import { installWal2delta } from '../dev/fake-lakehouse-sync.ts';
 import { createFakeTls, removeFakeTls } from '../dev/fake-tls.ts';
 import { type FakeWorkspace, startFakeWorkspace } from '../dev/fake-workspace.ts';
 import { lambdaContext } from '../dev/lambda-context.ts';
@@ -69,15 +70,7 @@ async function bench(info: LocalPostgresInfo): Promise<void> {
     await installLakets(c);
     await installWal2delta(c);
     await smallMetrics(c, 10);
-    await c.query(
-      `SELECT lakets.add_tiered_retention_policy('metrics', interval '3 days', interval '8 days')`,
-    );
-    await c.query(`SELECT lakets.enable_sync('metrics')`);
-    await syncCaughtUp(c, 'metrics');
-    await c.query(`SELECT lakets.create_rollup('metrics_hourly',
-      $$SELECT lakets.time_bucket('1 hour', ts) AS bucket, device, avg(value) AS v FROM metrics GROUP BY 1, 2$$,
-      interval '1 hour', 'metrics')`);
-    await c.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0'`);
+    await giveEveryJobWork(c, 'metrics');
     await applyGrants(c, JOBS_ROLE);
     await c.end();
   }

@@ -2,6 +2,7 @@
 // the caller's columns, made a ChronoTable through the public API (create_chronotable), with
 // partitions over a window and rows loaded before or after the conversion, as the caller needs.
 import pg from 'pg';
+import { syncCaughtUp } from './fake-lakehouse-sync.ts';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -62,4 +63,24 @@ export async function createChronotable(db: Queryable, spec: ChronotableSpec): P
   }
   if (spec.rows) await db.query(`INSERT INTO ${rel} ${spec.rows.sql}`, spec.rows.values);
   return id;
+}
+
+/**
+ * Gives each job work on `table` (a ChronoTable of device readings some 10 days deep, in public):
+ * chunks tiered after 3 days and dropped after 8, proven durable (Lakehouse Sync caught up), and an
+ * hourly RollUp `<table>_hourly` due now. The estate bench and the estate test start from this.
+ */
+export async function giveEveryJobWork(db: Queryable, table: string): Promise<void> {
+  await db.query(`SELECT lakets.add_tiered_retention_policy($1, interval '3 days', interval '8 days')`, [
+    table,
+  ]);
+  await db.query('SELECT lakets.enable_sync($1)', [table]);
+  await syncCaughtUp(db, table);
+  await db.query(
+    `SELECT lakets.create_rollup($1 || '_hourly',
+       format('SELECT lakets.time_bucket(''1 hour'', ts) AS bucket, device, avg(value) AS v FROM %I GROUP BY 1, 2', $1::text),
+       interval '1 hour', $1)`,
+    [table],
+  );
+  await db.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0'`);
 }

@@ -9,8 +9,9 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { giveEveryJobWork } from '../../dev/chronotable.ts';
 import type { FakeProject } from '../../dev/fake-databricks.ts';
-import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
+import { installWal2delta } from '../../dev/fake-lakehouse-sync.ts';
 import { type FakeWorkspace, startFakeWorkspace } from '../../dev/fake-workspace.ts';
 import { lambdaContext } from '../../dev/lambda-context.ts';
 import type { TargetEntry } from '../../lib/estate.ts';
@@ -51,15 +52,7 @@ async function lakeTsDatabase(db: TestDatabase): Promise<void> {
   await installLakets(c);
   await installWal2delta(c);
   await metricsTable(c, 'turbines', 10);
-  await c.query(
-    `SELECT lakets.add_tiered_retention_policy('turbines', interval '3 days', interval '8 days')`,
-  );
-  await c.query(`SELECT lakets.enable_sync('turbines')`);
-  await syncCaughtUp(c, 'turbines');
-  await c.query(`SELECT lakets.create_rollup('turbines_hourly',
-    $$SELECT lakets.time_bucket('1 hour', ts) AS bucket, device, sum(value) AS total FROM turbines GROUP BY 1, 2$$,
-    interval '1 hour', 'turbines')`);
-  await c.query(`UPDATE lakets._rollup_registry SET refresh_lag = interval '0'`);
+  await giveEveryJobWork(c, 'turbines');
 }
 
 beforeAll(async () => {
