@@ -1,13 +1,3 @@
-// One deployment, three databases: the deployed handlers (makeHandler: middy + Powertools) of an
-// estate named by LAKETS_TARGETS, each event naming its target. Two Lakebase Autoscaling projects on
-// two fake workspaces (two service principals, two hosts) and one Provisioned instance on the first
-// workspace, each a database of the harness's one PostgreSQL 17 cluster; Secrets Manager and the
-// workspaces are the HTTPS fakes, driven by the real SDK clients. One target broken (its instance
-// STOPPED, or its role without grants) fails alone, with its own code, log record and RunFailed metric
-// naming it; the others end ok.
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { giveEveryJobWork } from '../../dev/chronotable.ts';
 import type { FakeProject } from '../../dev/fake-databricks.ts';
@@ -25,6 +15,7 @@ import { installLakets } from '../../lib/schema/installer.ts';
 import { captureConsole } from '../support/console.ts';
 import { freshDatabase, type TestDatabase } from '../support/db.ts';
 import { metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
+import { runScript } from '../support/scripts.ts';
 
 const QUICK = { budgetMs: 2_000, baseDelayMs: 20, maxDelayMs: 100, reserveMs: 15_000 };
 const project = (id: string): Record<string, FakeProject> => ({
@@ -364,25 +355,13 @@ describe('an estate of three databases', () => {
 describe('npm run check and npm run invoke with LAKETS_TARGETS', () => {
   // As processes: the real Secrets Manager client pointed at the fake by the SDK's own variable.
   const run = (script: string, args: string[]) =>
-    promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../scripts', script), ...args], {
-      encoding: 'utf8',
-      env: {
-        PATH: process.env.PATH ?? '',
-        NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS ?? '',
-        LAKETS_TARGETS: JSON.stringify(targets),
-        AWS_ENDPOINT_URL_SECRETS_MANAGER: wsA.sm.url,
-        AWS_REGION: wsA.sm.region,
-        AWS_ACCESS_KEY_ID: 'AKIDLOCALFAKE',
-        AWS_SECRET_ACCESS_KEY: 'local-fake-secret',
-      },
-    }).then(
-      (out) => ({ code: 0, stdout: out.stdout, stderr: out.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({
-        code: e.code,
-        stdout: e.stdout,
-        stderr: e.stderr,
-      }),
-    );
+    runScript(script, args, {
+      LAKETS_TARGETS: JSON.stringify(targets),
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: wsA.sm.url,
+      AWS_REGION: wsA.sm.region,
+      AWS_ACCESS_KEY_ID: 'AKIDLOCALFAKE',
+      AWS_SECRET_ACCESS_KEY: 'local-fake-secret',
+    });
 
   it("act on the named target only: a stopped instance is its check's login failure and its run's error", async () => {
     wsA.fake.instances['gamma'] = { state: 'STOPPED', host: 'localhost' };

@@ -1,11 +1,3 @@
-// The deployed handlers configured with a Lakebase Provisioned instance (LAKETS_LAKEBASE_INSTANCE, no
-// project): all four jobs and `{"check": true}` through makeHandler (middy + Powertools), Secrets
-// Manager and the workspace faked on loopback, the real SDK clients, the real PostgreSQL 17 where each
-// minted credential is the job role's password. A stopped instance fails the invocation with its own
-// code, logged and counted like any other failure, and changes nothing.
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { installWal2delta, syncCaughtUp } from '../../dev/fake-lakehouse-sync.ts';
 import { lambdaContext, schedulerEvent } from '../../dev/lambda-context.ts';
@@ -19,6 +11,7 @@ import { installLakets } from '../../lib/schema/installer.ts';
 import { INSTANCE, leakedSecrets, startWorld, type World } from '../lakebase/world.ts';
 import { captureConsole } from '../support/console.ts';
 import { metricsTable, stateFingerprint } from '../support/lakets-fixtures.ts';
+import { runScript } from '../support/scripts.ts';
 
 let world: World;
 const output: string[] = [];
@@ -173,23 +166,6 @@ describe('an instance that is not AVAILABLE', () => {
 });
 
 describe('npm run check and npm run invoke with LAKETS_LAKEBASE_INSTANCE', () => {
-  // Asynchronously: the fake workspace answers from this process.
-  const run = (script: string, args: string[], env: Record<string, string>) =>
-    promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../scripts', script), ...args], {
-      encoding: 'utf8',
-      env: {
-        PATH: process.env.PATH ?? '',
-        NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS ?? '',
-        ...env,
-      },
-    }).then(
-      (out) => ({ code: 0, stdout: out.stdout, stderr: out.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({
-        code: e.code,
-        stdout: e.stdout,
-        stderr: e.stderr,
-      }),
-    );
   // A local run: the service principal's client id and secret instead of Secrets Manager.
   const local = (instance: string) => ({
     LAKETS_LAKEBASE_INSTANCE: instance,
@@ -201,7 +177,7 @@ describe('npm run check and npm run invoke with LAKETS_LAKEBASE_INSTANCE', () =>
   it('reach the instance the way the handlers do: a stopped one is the login failure of the check, and the error of the run', async () => {
     world.fake.instances.parked = { state: 'STOPPED', host: 'localhost' };
     world.fake.resetCalls();
-    const check = await run('check.ts', ['tiering', '--json'], local('parked'));
+    const check = await runScript('check.ts', ['tiering', '--json'], local('parked'));
     expect(check.code).toBe(1);
     expect((JSON.parse(check.stdout) as CheckReport).items).toMatchObject([
       {
@@ -210,7 +186,7 @@ describe('npm run check and npm run invoke with LAKETS_LAKEBASE_INSTANCE', () =>
         detail: expect.stringMatching(/^INSTANCE_STOPPED: Lakebase database instance parked is stopped/),
       },
     ]);
-    const invoked = await run('invoke.ts', ['retention'], local('parked'));
+    const invoked = await runScript('invoke.ts', ['retention'], local('parked'));
     expect(invoked.code).toBe(1);
     expect(invoked.stderr).toMatch(
       /^invoke: Lakebase database instance parked is stopped \(state STOPPED\)/m,
@@ -225,7 +201,7 @@ describe('npm run check and npm run invoke with LAKETS_LAKEBASE_INSTANCE', () =>
 
   it('refuse a project and an instance together, in one line, asking nothing of Databricks', async () => {
     world.fake.resetCalls();
-    const check = await run('check.ts', [], { ...local(INSTANCE), LAKETS_PROJECT: 'lakets-prod' });
+    const check = await runScript('check.ts', [], { ...local(INSTANCE), LAKETS_PROJECT: 'lakets-prod' });
     expect(check.code).toBe(2);
     expect(check.stderr.trim()).toBe(
       'npm run check: LAKETS_PROJECT and LAKETS_LAKEBASE_INSTANCE are both set: set exactly one, LAKETS_PROJECT for a Lakebase Autoscaling project or LAKETS_LAKEBASE_INSTANCE for a Provisioned instance',
